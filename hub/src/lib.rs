@@ -1,0 +1,7 @@
+//! # mooring-hub
+//!
+//! The central relay: accepts Hawser agents on `/api/hawser/connect`, keeps
+//! the store of environments, tokens, registries and API keys, and serves
+//! the HTTP API (push jobs, passthrough, status) and the dashboard.
+
+pub mod envs;
