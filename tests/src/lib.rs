@@ -1,0 +1,6 @@
+//! End-to-end tests, the real-Docker test rig, and benchmarks for Mooring.
+//!
+//! Integration tests live in `tests/tests/`; [`rig`] finds the services that
+//! `tests/rig/rig.sh up` started.
+
+pub mod rig;
