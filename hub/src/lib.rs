@@ -5,3 +5,5 @@
 //! the HTTP API (push jobs, passthrough, status) and the dashboard.
 
 pub mod envs;
+pub mod jobs;
+pub mod push;
