@@ -36,6 +36,15 @@ pub enum JobStatus {
     Error,
 }
 
+/// Who started a job and where it acts: used to decide who may cancel it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobMeta {
+    /// The environment the job acts on.
+    pub env_id: Option<i64>,
+    /// Who started it (audit actor string).
+    pub actor: String,
+}
+
 /// What a finished job's JSON answer and a running one's have in common.
 #[derive(Debug, Clone)]
 pub struct JobSnapshot {
@@ -69,6 +78,7 @@ struct State {
 pub struct Job {
     id: Uuid,
     kind: &'static str,
+    meta: JobMeta,
     created: SystemTime,
     state: Mutex<State>,
     /// Bumped (to the last event id) on every append and at the end.
@@ -82,6 +92,7 @@ pub struct Job {
 impl Job {
     pub(crate) fn new(
         kind: &'static str,
+        meta: JobMeta,
         limits: &JobLimits,
         cancel: CancellationToken,
     ) -> Arc<Job> {
@@ -89,6 +100,7 @@ impl Job {
         Arc::new(Job {
             id: Uuid::new_v4(),
             kind,
+            meta,
             created: SystemTime::now(),
             state: Mutex::new(State {
                 log: EventLog::new(limits),
@@ -107,6 +119,16 @@ impl Job {
     /// The job id.
     pub fn id(&self) -> Uuid {
         self.id
+    }
+
+    /// What the job does (`"push"`).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Who started the job and where it acts.
+    pub fn meta(&self) -> &JobMeta {
+        &self.meta
     }
 
     /// Current status.

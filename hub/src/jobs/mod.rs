@@ -4,7 +4,8 @@
 //! it, read by any number of clients: `GET /api/jobs/{id}` as JSON or as
 //! Server-Sent Events that replay from a `Last-Event-ID` and then follow
 //! live. This module owns the registry, the logs, event ids, retention and
-//! cancellation; it knows nothing of HTTP, Docker or what a push is.
+//! cancellation, and (in [`api`]) how a job is read over HTTP; it knows
+//! nothing of Docker or of what a push is.
 //!
 //! Everything is bounded (see [`JobLimits`]): jobs held, events and bytes
 //! per job (with a coalescing policy that never loses a terminal event,
@@ -15,14 +16,16 @@
 //! - [`log`]: the bounded event log and its eviction policy.
 //! - [`job`]: one job, its writer and its subscriptions.
 //! - [`registry`]: the [`Jobs`] registry, retention sweep, task ownership.
+//! - [`api`]: `GET /api/jobs/{id}` as JSON or Server-Sent Events.
 
 use std::time::Duration;
 
+pub mod api;
 pub mod job;
 pub mod log;
 pub mod registry;
 
-pub use job::{Job, JobSnapshot, JobStatus, JobWriter, Subscription};
+pub use job::{Job, JobMeta, JobSnapshot, JobStatus, JobWriter, Subscription};
 pub use log::JobEvent;
 pub use registry::Jobs;
 
@@ -76,5 +79,7 @@ pub enum JobsError {
     ShuttingDown,
 }
 
+#[cfg(test)]
+mod api_tests;
 #[cfg(test)]
 mod tests;

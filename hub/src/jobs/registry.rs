@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::job::{Job, JobStatus, JobWriter};
+use super::job::{Job, JobMeta, JobStatus, JobWriter};
 use super::{JobLimits, JobsError};
 
 /// The hub's jobs. Cheap to clone: all clones share one registry.
@@ -57,7 +57,12 @@ impl Jobs {
     /// Creates a job of `kind` and runs `work` with its writer on the
     /// registry's tracker. Fails when the registry is full of running jobs
     /// or shutting down.
-    pub fn start<F, Fut>(&self, kind: &'static str, work: F) -> Result<Arc<Job>, JobsError>
+    pub fn start<F, Fut>(
+        &self,
+        kind: &'static str,
+        meta: JobMeta,
+        work: F,
+    ) -> Result<Arc<Job>, JobsError>
     where
         F: FnOnce(JobWriter) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
@@ -65,7 +70,12 @@ impl Jobs {
         if self.inner.root.is_cancelled() || self.inner.tracker.is_closed() {
             return Err(JobsError::ShuttingDown);
         }
-        let job = Job::new(kind, &self.inner.limits, self.inner.root.child_token());
+        let job = Job::new(
+            kind,
+            meta,
+            &self.inner.limits,
+            self.inner.root.child_token(),
+        );
         {
             let mut jobs = self.lock();
             self.make_room(&mut jobs)?;

@@ -19,7 +19,7 @@ fn small(max_jobs: usize) -> JobLimits {
 fn gated_job(jobs: &Jobs, n: u64) -> (std::sync::Arc<Job>, oneshot::Sender<bool>) {
     let (go, wait) = oneshot::channel::<bool>();
     let job = jobs
-        .start("test", move |w| async move {
+        .start("test", JobMeta::default(), move |w| async move {
             for i in 0..n {
                 w.emit(&json!({"n": i}));
             }
@@ -76,7 +76,7 @@ async fn replay_then_live_then_end() {
 async fn a_dropped_writer_ends_the_job_in_error() {
     let jobs = Jobs::new(JobLimits::default(), CancellationToken::new());
     let job = jobs
-        .start("test", |w| async move {
+        .start("test", JobMeta::default(), |w| async move {
             w.emit(&json!({"status": "working"}));
             drop(w);
         })
@@ -91,7 +91,7 @@ async fn a_dropped_writer_ends_the_job_in_error() {
 async fn finish_is_once_and_later_events_are_ignored() {
     let jobs = Jobs::new(JobLimits::default(), CancellationToken::new());
     let job = jobs
-        .start("test", |w| async move {
+        .start("test", JobMeta::default(), |w| async move {
             w.finish(JobStatus::Done, &json!({"status": "complete"}));
             w.emit(&json!({"status": "late"}));
             w.finish(JobStatus::Error, &json!({"status": "error"}));
@@ -109,7 +109,7 @@ async fn finish_is_once_and_later_events_are_ignored() {
 async fn cancel_reaches_the_work_and_says_why() {
     let jobs = Jobs::new(JobLimits::default(), CancellationToken::new());
     let job = jobs
-        .start("test", |w| async move {
+        .start("test", JobMeta::default(), |w| async move {
             w.cancelled().await;
             let reason = w.cancel_reason();
             w.finish(
@@ -129,7 +129,7 @@ async fn shutdown_cancels_running_jobs_and_refuses_new_ones() {
     let root = CancellationToken::new();
     let jobs = Jobs::new(JobLimits::default(), root.clone());
     let job = jobs
-        .start("test", |w| async move {
+        .start("test", JobMeta::default(), |w| async move {
             w.cancelled().await;
             let reason = w.cancel_reason();
             w.finish(JobStatus::Error, &json!({"error": reason}));
@@ -138,7 +138,7 @@ async fn shutdown_cancels_running_jobs_and_refuses_new_ones() {
     jobs.spawn_sweeper();
     jobs.shutdown().await;
     assert!(job.wait().await.json.contains("shutting down"));
-    let refused = jobs.start("test", |_w| async {});
+    let refused = jobs.start("test", JobMeta::default(), |_w| async {});
     assert_eq!(refused.err(), Some(JobsError::ShuttingDown));
 }
 
@@ -147,7 +147,7 @@ async fn full_registry_evicts_the_oldest_ended_job_or_refuses() {
     let jobs = Jobs::new(small(2), CancellationToken::new());
     let (a, go_a) = gated_job(&jobs, 0);
     let (b, go_b) = gated_job(&jobs, 0);
-    let refused = jobs.start("test", |_w| async {});
+    let refused = jobs.start("test", JobMeta::default(), |_w| async {});
     assert_eq!(refused.err(), Some(JobsError::Full { limit: 2 }));
     go_b.send(true).ok();
     b.wait().await;
@@ -206,7 +206,7 @@ async fn a_slow_reader_misses_nothing_but_coalesced_ticks() {
     };
     let jobs = Jobs::new(limits, CancellationToken::new());
     let job = jobs
-        .start("test", |w| async move {
+        .start("test", JobMeta::default(), |w| async move {
             w.emit(&json!({"status": "pushing"}));
             for i in 0..5_000u64 {
                 w.emit(&json!({"id": "l1", "progressDetail": {"current": i}}));

@@ -11,7 +11,7 @@ use super::fake::{response, Fake, Item};
 use super::message::{AGENT_NOT_CONNECTED, AUTH_FAILED, IMAGE_NOT_FOUND};
 use super::*;
 use crate::envs::EnvError;
-use crate::jobs::{JobLimits, JobStatus, Jobs};
+use crate::jobs::{JobLimits, JobMeta, JobStatus, Jobs};
 
 const DIGEST: &str = "sha256:bec57f8a1f38f49165d96abf56f84652fa37762963c95b756222510f43eeb6f2";
 
@@ -245,7 +245,7 @@ async fn a_cancelled_job_drops_the_docker_stream() {
     let dropped = fake.stream_dropped.clone();
     let docker = fake.clone();
     let job = jobs
-        .start("push", move |writer| async move {
+        .start("push", JobMeta::default(), move |writer| async move {
             let outcome = run(&*docker, &plan(), &writer).await;
             let (status, event) = terminal_event(&outcome);
             writer.finish(status, &event);
