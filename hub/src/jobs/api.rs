@@ -38,7 +38,7 @@ where
     S: Clone + Send + Sync + 'static,
     Jobs: FromRef<S>,
 {
-    Router::new().route("/api/jobs/{id}", get(get_job::<S>))
+    Router::new().route("/api/jobs/{id}", get(get_job))
 }
 
 /// `{"error": message}` with `status`.
@@ -46,12 +46,14 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// The job of a path id, or the 404 answer.
-pub fn find(jobs: &Jobs, id: &str) -> Result<Arc<Job>, Response> {
-    Uuid::parse_str(id)
-        .ok()
-        .and_then(|id| jobs.get(id))
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, "Job not found"))
+/// The job of a path id (`None` for an unknown or malformed id).
+pub fn find(jobs: &Jobs, id: &str) -> Option<Arc<Job>> {
+    Uuid::parse_str(id).ok().and_then(|id| jobs.get(id))
+}
+
+/// The answer for an unknown job.
+pub fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Job not found")
 }
 
 /// Whether the client asked for an event stream.
@@ -63,17 +65,9 @@ pub fn wants_event_stream(headers: &HeaderMap) -> bool {
         .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
 }
 
-async fn get_job<S>(
-    State(jobs): State<Jobs>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response
-where
-    S: Send + Sync,
-{
-    let job = match find(&jobs, &id) {
-        Ok(job) => job,
-        Err(answer) => return answer,
+async fn get_job(State(jobs): State<Jobs>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(job) = find(&jobs, &id) else {
+        return not_found();
     };
     if !wants_event_stream(&headers) {
         return json_answer(&job, StatusCode::OK);
