@@ -1,0 +1,300 @@
+//! Docker calls over an agent link: build the `request` frame, register the
+//! waiter, and collect a whole answer or a stream of chunks.
+//!
+//! Every wait here is an idle timeout that restarts on each frame. A call
+//! whose caller goes away (future dropped, [`EdgeStream`] dropped) is
+//! forgotten and the agent is told with `stream_end` "cancelled".
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mooring_protocol::{b64, end_reason, Frame, Request};
+use tokio::sync::{mpsc, oneshot};
+
+use super::pending::{FailSlot, StreamEvent, Waiter, WholeAnswer};
+use super::LinkHandle;
+use crate::envs::{DockerCall, DockerResponse, EnvError};
+
+/// Builds the `request` frame for `call`.
+///
+/// A body that is JSON (by content type, or by parsing when no type is
+/// given) travels as a JSON value; anything else as base64 with `isBinary`.
+pub(crate) fn request_frame(id: &str, call: &DockerCall, streaming: bool) -> Frame {
+    let content_type = call
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.to_ascii_lowercase());
+    let (body, is_binary) = match &call.body {
+        None => (None, false),
+        Some(bytes) if bytes.is_empty() => (None, false),
+        Some(bytes) => {
+            let json_ok = content_type.as_deref().is_none_or(|ct| ct.contains("json"));
+            match json_ok
+                .then(|| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+                .flatten()
+            {
+                Some(value) => (Some(value), false),
+                None => (Some(serde_json::Value::String(b64::encode(bytes))), true),
+            }
+        }
+    };
+    Frame::Request(Request {
+        request_id: id.to_owned(),
+        method: call.method.as_str().to_owned(),
+        path: call.path.clone(),
+        headers: call.headers.clone(),
+        body,
+        is_binary,
+        streaming,
+    })
+}
+
+/// Decodes a `response` body (text or base64).
+pub(crate) fn answer_body(body: String, is_binary: bool) -> Result<Bytes, EnvError> {
+    if is_binary {
+        b64::decode(&body)
+            .map(Bytes::from)
+            .map_err(|e| EnvError::Docker(format!("agent sent a body that is not base64: {e}")))
+    } else {
+        Ok(Bytes::from(body))
+    }
+}
+
+/// Forgets a request when its caller goes away before the answer.
+struct CancelGuard<'a> {
+    link: &'a LinkHandle,
+    id: &'a str,
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        // No-op when the answer already arrived (the reader removed it).
+        self.link.cancel_request(self.id);
+    }
+}
+
+impl LinkHandle {
+    /// Sends `call` and waits for the whole answer, at most `timeout`.
+    pub async fn call_whole(
+        &self,
+        call: &DockerCall,
+        timeout: Duration,
+    ) -> Result<DockerResponse, EnvError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(id.clone(), Waiter::Whole(tx))?;
+        let _guard = CancelGuard {
+            link: self,
+            id: &id,
+        };
+        tracing::debug!(request_id = %id, method = %call.method, path = %call.path, "request to agent");
+        self.send(request_frame(&id, call, false)).await?;
+        let answer: WholeAnswer = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(self.disconnected()),
+            Err(_) => return Err(EnvError::Timeout(timeout)),
+        };
+        Ok(DockerResponse {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        })
+    }
+
+    /// Sends `call` as a streaming request.
+    pub async fn open_stream(&self, call: &DockerCall) -> Result<EdgeStream, EnvError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = mpsc::channel(self.limits().stream_buffer.max(1));
+        let fail = FailSlot::default();
+        self.pending().insert(
+            id.clone(),
+            Waiter::Stream {
+                tx,
+                fail: fail.clone(),
+            },
+        )?;
+        let stream = EdgeStream {
+            link: self.clone(),
+            id: id.clone(),
+            rx,
+            fail,
+            status: None,
+            finished: false,
+            tail: None,
+        };
+        tracing::debug!(request_id = %id, method = %call.method, path = %call.path, "stream request to agent");
+        // On failure `stream` is dropped, which forgets the request.
+        self.send(request_frame(&id, call, true)).await?;
+        Ok(stream)
+    }
+}
+
+/// A streaming answer arriving over a link. Dropping it before the end
+/// cancels the request on the agent.
+pub struct EdgeStream {
+    link: LinkHandle,
+    id: String,
+    rx: mpsc::Receiver<StreamEvent>,
+    fail: FailSlot,
+    status: Option<u16>,
+    finished: bool,
+    tail: Option<Bytes>,
+}
+
+impl std::fmt::Debug for EdgeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeStream")
+            .field("request_id", &self.id)
+            .field("status", &self.status)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+impl EdgeStream {
+    /// Request id on the wire.
+    pub fn request_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Docker's status, once the agent reported it.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// Waits for the first event without consuming its data (so the status
+    /// of a Mooring agent's first chunk is known before reading).
+    pub(crate) async fn prime(&mut self, idle: Option<Duration>) -> Result<(), EnvError> {
+        if self.finished || self.tail.is_some() {
+            return Ok(());
+        }
+        if let Some(chunk) = self.next_chunk(idle).await? {
+            self.tail = Some(chunk);
+        } else {
+            self.tail = None;
+        }
+        Ok(())
+    }
+
+    /// The next chunk; `Ok(None)` once the stream completed.
+    pub async fn next_chunk(&mut self, idle: Option<Duration>) -> Result<Option<Bytes>, EnvError> {
+        if let Some(tail) = self.tail.take() {
+            return Ok(Some(tail));
+        }
+        if self.finished {
+            return Ok(None);
+        }
+        loop {
+            let event = match idle {
+                Some(limit) => match tokio::time::timeout(limit, self.rx.recv()).await {
+                    Ok(ev) => ev,
+                    Err(_) => {
+                        self.finish_cancel();
+                        return Err(EnvError::Timeout(limit));
+                    }
+                },
+                None => self.rx.recv().await,
+            };
+            let Some(event) = event else {
+                self.finished = true;
+                return Err(self
+                    .fail
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| self.link.disconnected()));
+            };
+            match event {
+                StreamEvent::Chunk { data, status } => {
+                    if self.status.is_none() {
+                        self.status = status;
+                    }
+                    if !data.is_empty() {
+                        return Ok(Some(data));
+                    }
+                }
+                StreamEvent::Whole(answer) => {
+                    self.finished = true;
+                    self.status = Some(answer.status);
+                    return Ok((!answer.body.is_empty()).then_some(answer.body));
+                }
+                StreamEvent::End {
+                    status,
+                    reason,
+                    error,
+                } => {
+                    self.finished = true;
+                    if status.is_some() {
+                        self.status = status;
+                    }
+                    return match reason.as_deref() {
+                        Some(end_reason::ERROR) => {
+                            Err(EnvError::Docker(error.unwrap_or_else(|| {
+                                "the agent reported a broken stream".into()
+                            })))
+                        }
+                        Some(end_reason::CANCELLED) => Err(EnvError::Cancelled),
+                        _ => Ok(None),
+                    };
+                }
+                StreamEvent::Failed(err) => {
+                    self.finished = true;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn finish_cancel(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.link.cancel_request(&self.id);
+        }
+    }
+}
+
+impl Drop for EdgeStream {
+    fn drop(&mut self) {
+        self.finish_cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mooring_protocol::Headers;
+
+    fn call(body: &[u8], ct: Option<&str>) -> DockerCall {
+        let mut headers = Headers::new();
+        if let Some(ct) = ct {
+            headers.insert("Content-Type".into(), ct.into());
+        }
+        DockerCall {
+            method: http::Method::POST,
+            path: "/x".into(),
+            headers,
+            body: Some(Bytes::copy_from_slice(body)),
+        }
+    }
+
+    #[test]
+    fn json_bodies_travel_as_json_and_others_as_base64() {
+        let Frame::Request(r) = request_frame("1", &call(br#"{"a":1}"#, None), false) else {
+            panic!()
+        };
+        assert_eq!(r.body, Some(serde_json::json!({"a":1})));
+        assert!(!r.is_binary);
+        let Frame::Request(r) =
+            request_frame("1", &call(b"\x00tar", Some("application/x-tar")), true)
+        else {
+            panic!()
+        };
+        assert!(r.is_binary && r.streaming);
+        assert_eq!(r.body, Some(serde_json::json!(b64::encode(b"\x00tar"))));
+        let Frame::Request(r) = request_frame("1", &call(b"{}", Some("application/x-tar")), false)
+        else {
+            panic!()
+        };
+        assert!(r.is_binary, "a tar body is never sent as JSON");
+    }
+}

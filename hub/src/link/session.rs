@@ -1,0 +1,334 @@
+//! The tasks that own one agent's WebSocket after the handshake.
+//!
+//! The socket is split once: a writer task owns the sink and drains the
+//! link's bounded frame queue, its cancellation queue and the ping timer; the
+//! reader (the session task itself) owns the stream, dispatches answers to
+//! the pending table by request id, and watches for silence. Nothing else
+//! touches the socket.
+//!
+//! # Backpressure policy for streams
+//! Each stream has a bounded buffer of `stream_buffer` chunks. When it is
+//! full the reader waits for the consumer — this pushes back on the agent
+//! through TCP, which is the only flow control the protocol has — but at
+//! most `stream_stall` per chunk. A consumer that takes nothing for that
+//! long has its stream failed ("stream consumer too slow") and cancelled
+//! on the agent; the link and every other request on it carry on. Memory
+//! per stream is therefore bounded by `stream_buffer` chunks, and a stuck
+//! consumer delays the link by at most `stream_stall` once.
+//!
+//! Malformed frames are logged and ignored; one that names a pending
+//! request fails that request with a clear error instead of leaving it to
+//! time out.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use mooring_protocol::{end_reason, Frame, Ping, Pong, StreamEnd};
+use tracing::Instrument;
+
+use super::pending::{StreamEvent, Waiter, WholeAnswer};
+use super::{now_ms, LinkHandle, LinkQueues};
+use crate::envs::EnvError;
+use crate::state::AppState;
+
+/// How often the reader checks silence and records last-seen in the store.
+const PERSIST_EVERY: Duration = Duration::from_secs(30);
+
+/// Runs the link until it closes, then unregisters it and records the end.
+pub(crate) async fn run(ws: WebSocket, link: LinkHandle, queues: LinkQueues, state: AppState) {
+    let (sink, stream) = ws.split();
+    let writer = state.tracker.spawn(
+        write_loop(sink, link.clone(), queues, state.settings.ping_interval)
+            .instrument(tracing::Span::current()),
+    );
+    let reason = read_loop(stream, &link, &state).await;
+    link.close(&reason);
+    state
+        .links
+        .disconnect_if(link.env_id(), link.conn_id(), &reason);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let last_seen = link.last_seen_ms() / 1000;
+    if let Err(err) = state.store.touch_agent(link.env_id(), last_seen).await {
+        tracing::warn!(%err, "could not record last-seen time");
+    }
+    let actor = format!("agent:{}", link.agent().id);
+    let target = format!("environment:{}", link.env_id());
+    let _ = state
+        .store
+        .audit(&actor, "agent.disconnect", Some(&target), Some(&reason))
+        .await;
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    link: LinkHandle,
+    mut queues: LinkQueues,
+    ping_every: Duration,
+) {
+    let mut ping = tokio::time::interval(ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let cancel = link.cancelled_token().clone();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            frame = queues.out_rx.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+            Some(id) = queues.cancels_rx.recv() => Frame::StreamEnd(StreamEnd {
+                request_id: id,
+                reason: Some(end_reason::CANCELLED.to_owned()),
+                ..Default::default()
+            }),
+            _ = ping.tick() => Frame::Ping(Ping { timestamp: Some(now_ms().into()) }),
+        };
+        let text = frame.encode();
+        tokio::select! {
+            sent = sink.send(Message::Text(text.into())) => {
+                if let Err(err) = sent {
+                    link.close(&format!("writing to the agent failed: {err}"));
+                    break;
+                }
+            }
+            _ = cancel.cancelled() => break,
+        }
+    }
+    let reason = link
+        .close_reason()
+        .unwrap_or_else(|| "link closed".to_owned());
+    let close = Message::Close(Some(CloseFrame {
+        code: 1001,
+        reason: truncate(&reason, 120).into(),
+    }));
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+}
+
+/// Reads until the link ends; returns why it ended.
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    link: &LinkHandle,
+    state: &AppState,
+) -> String {
+    let settings = &state.settings;
+    let cancel = link.cancelled_token().clone();
+    let mut watchdog = tokio::time::interval(settings.ping_interval.min(Duration::from_secs(1)));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_persist = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                return link.close_reason().unwrap_or_else(|| "link closed".to_owned());
+            }
+            _ = watchdog.tick() => {
+                let silent_ms = now_ms() - link.last_seen_ms();
+                if silent_ms > settings.silence_timeout.as_millis() as i64 {
+                    return format!(
+                        "agent silent for {}s (no frame, no pong): link presumed dead",
+                        silent_ms / 1000
+                    );
+                }
+                if last_persist.elapsed() >= PERSIST_EVERY {
+                    last_persist = tokio::time::Instant::now();
+                    if let Some(reason) = persist_and_check(link, state).await {
+                        return reason;
+                    }
+                }
+            }
+            msg = stream.next() => match msg {
+                None => return "agent closed the connection".to_owned(),
+                Some(Err(err)) => return format!("connection to the agent broke: {err}"),
+                Some(Ok(Message::Close(frame))) => {
+                    return match frame {
+                        Some(f) if !f.reason.is_empty() => {
+                            format!("agent closed the connection ({}: {})", f.code, f.reason)
+                        }
+                        _ => "agent closed the connection".to_owned(),
+                    };
+                }
+                Some(Ok(Message::Text(text))) => {
+                    link.touch();
+                    match Frame::decode_limited(text.as_str(), settings.max_frame_bytes) {
+                        Ok(frame) => dispatch(link, frame).await,
+                        Err(err) => malformed(link, text.as_str(), &err.to_string()),
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    link.touch();
+                    tracing::warn!("binary WebSocket message from agent ignored (protocol uses text frames)");
+                }
+                Some(Ok(_)) => link.touch(),
+            }
+        }
+    }
+}
+
+/// Records last-seen; returns a reason to drop the link when its token was
+/// revoked or expired, or its environment deleted, meanwhile.
+async fn persist_and_check(link: &LinkHandle, state: &AppState) -> Option<String> {
+    let _ = state
+        .store
+        .touch_agent(link.env_id(), link.last_seen_ms() / 1000)
+        .await;
+    match state.store.get_token(link.token_id()).await {
+        Ok(token) if token.record.revoked_at.is_some() => Some("Token revoked".into()),
+        Ok(token)
+            if token
+                .record
+                .expires_at
+                .is_some_and(|e| e <= crate::store::now_secs()) =>
+        {
+            Some("Token expired".into())
+        }
+        Err(crate::store::StoreError::NotFound(_)) => Some("Environment or token deleted".into()),
+        _ => None,
+    }
+}
+
+fn malformed(link: &LinkHandle, text: &str, err: &str) {
+    tracing::warn!(%err, "malformed frame from agent ignored");
+    let id = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            v.get("requestId")
+                .and_then(|i| i.as_str())
+                .map(str::to_owned)
+        });
+    if let Some(id) = id {
+        let waiter = link.pending().remove(&id);
+        if let Some(waiter) = waiter {
+            waiter.fail(EnvError::Docker(format!(
+                "the agent sent a malformed answer: {err}"
+            )));
+            link.cancel_request(&id);
+        }
+    }
+}
+
+async fn dispatch(link: &LinkHandle, frame: Frame) {
+    match frame {
+        Frame::Response(resp) => {
+            let waiter = link.pending().remove(&resp.request_id);
+            let Some(waiter) = waiter else {
+                tracing::debug!(request_id = %resp.request_id, "response for no pending request ignored");
+                return;
+            };
+            let answer = crate::link::calls::answer_body(resp.body, resp.is_binary).map(|body| {
+                WholeAnswer {
+                    status: resp.status_code,
+                    headers: resp.headers,
+                    body,
+                }
+            });
+            match (waiter, answer) {
+                (Waiter::Whole(tx), answer) => {
+                    let _ = tx.send(answer);
+                }
+                (Waiter::Stream { tx, fail }, Ok(answer)) => {
+                    deliver(
+                        link,
+                        &resp.request_id,
+                        &tx,
+                        &fail,
+                        StreamEvent::Whole(answer),
+                    )
+                    .await;
+                }
+                (waiter, Err(err)) => waiter.fail(err),
+            }
+        }
+        Frame::Stream(chunk) => {
+            let sender = link.pending().stream_sender(&chunk.request_id);
+            match sender {
+                Some((tx, fail)) => {
+                    let event = StreamEvent::Chunk {
+                        data: Bytes::from(chunk.data),
+                        status: chunk.status_code,
+                    };
+                    deliver(link, &chunk.request_id, &tx, &fail, event).await;
+                }
+                None if link.pending().is_whole(&chunk.request_id) => {
+                    tracing::warn!(request_id = %chunk.request_id, "stream chunk for a non-streaming request ignored");
+                }
+                None => {
+                    tracing::trace!(request_id = %chunk.request_id, "chunk for a finished request ignored");
+                }
+            }
+        }
+        Frame::StreamEnd(end) => {
+            let waiter = link.pending().remove(&end.request_id);
+            match waiter {
+                Some(Waiter::Stream { tx, fail }) => {
+                    let event = StreamEvent::End {
+                        status: end.status_code,
+                        reason: end.reason,
+                        error: end.error,
+                    };
+                    deliver(link, &end.request_id, &tx, &fail, event).await;
+                }
+                Some(waiter @ Waiter::Whole(_)) => waiter.fail(EnvError::Docker(
+                    "the agent ended a stream for a non-streaming request".into(),
+                )),
+                None => {}
+            }
+        }
+        Frame::Error(err) => match err.request_id.clone() {
+            Some(id) => {
+                let waiter = link.pending().remove(&id);
+                if let Some(waiter) = waiter {
+                    let code = err.code.as_deref().unwrap_or("ERROR");
+                    waiter.fail(EnvError::Docker(format!("{} ({code})", err.text())));
+                }
+            }
+            None => tracing::warn!(error = %err.text(), "agent reported an error"),
+        },
+        Frame::Ping(ping) => {
+            let _ = link.try_send(Frame::Pong(Pong {
+                timestamp: ping.timestamp,
+            }));
+        }
+        Frame::Pong(_) => {}
+        Frame::Hello(_) => tracing::warn!("second hello on a live link ignored"),
+        Frame::Metrics(_) | Frame::ContainerEvent(_) => {
+            tracing::trace!("telemetry frame received (not handled yet)");
+        }
+        other => tracing::debug!(kind = other.kind(), "frame ignored"),
+    }
+}
+
+/// Hands one event to a stream consumer under the backpressure policy.
+async fn deliver(
+    link: &LinkHandle,
+    id: &str,
+    tx: &tokio::sync::mpsc::Sender<StreamEvent>,
+    fail: &super::pending::FailSlot,
+    event: StreamEvent,
+) {
+    let stall = link.limits().stream_stall;
+    match tokio::time::timeout(stall, tx.send(event)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => link.cancel_request(id),
+        Err(_) => {
+            tracing::warn!(request_id = %id, ?stall, "stream consumer too slow: stream failed, link kept");
+            let _ = fail.set(EnvError::Busy(format!(
+                "stream consumer too slow: it took no data for {}s, so the stream was \
+                 cancelled to keep the agent link flowing",
+                stall.as_secs()
+            )));
+            link.cancel_request(id);
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
