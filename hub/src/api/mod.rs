@@ -41,8 +41,8 @@ pub fn routes() -> Router<AppState> {
         .merge(apikeys::routes())
         .merge(docker::routes())
         .merge(crate::link::router())
-        // Other modules add their routes here, e.g.:
-        // .merge(crate::jobs::routes()).merge(crate::push::routes())
+        .merge(crate::jobs::api::routes())
+        .merge(crate::push::api::routes())
         .fallback(|| async { ApiError::not_found("No such route") })
 }
 

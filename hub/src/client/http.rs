@@ -44,6 +44,9 @@ pub enum ClientError {
     /// The body was not what was expected.
     #[error("unexpected answer from the hub: {0}")]
     BadAnswer(String),
+    /// The job ran and failed; the hub's message.
+    #[error("{0}")]
+    JobFailed(String),
 }
 
 /// Where the hub is and how to authenticate.

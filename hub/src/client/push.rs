@@ -24,7 +24,7 @@ const MAX_RECONNECTS: u32 = 20;
 #[derive(Debug, Clone, clap::Args)]
 pub struct PushArgs {
     /// URL of the running hub.
-    #[arg(long, env = "MOORING_HUB_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "MOORING_HUB_URL", default_value = "http://127.0.0.1:3000")]
     pub hub_url: String,
     /// API key with `images:push` on the environment.
     #[arg(long, env = "MOORING_API_KEY", hide_env_values = true)]
@@ -61,8 +61,9 @@ pub fn push_body(args: &PushArgs) -> Value {
     body
 }
 
-/// Runs the command; `Ok(true)` when the push completed.
-pub async fn run_push(args: &PushArgs) -> Result<bool, ClientError> {
+/// Runs the command: `Ok` with the completion event when the push
+/// completed, [`ClientError::JobFailed`] when it failed.
+pub async fn run_push(args: &PushArgs) -> Result<Value, ClientError> {
     let client = HubClient::new(&args.hub_url, args.api_key.clone())?;
     let path = match args.env {
         Some(env) => format!("/api/images/push?env={env}"),
@@ -98,14 +99,13 @@ pub async fn run_push(args: &PushArgs) -> Result<bool, ClientError> {
             result["message"].as_str().unwrap_or("Image pushed"),
             digest
         );
-        Ok(true)
+        Ok(result)
     } else {
         let error = result["error"].as_str().unwrap_or("push failed");
-        eprintln!("error: {error}");
-        if let Some(detail) = result["detail"].as_str() {
-            eprintln!("  Docker said: {detail}");
-        }
-        Ok(false)
+        Err(ClientError::JobFailed(match result["detail"].as_str() {
+            Some(detail) => format!("{error} (Docker said: {detail})"),
+            None => error.to_owned(),
+        }))
     }
 }
 

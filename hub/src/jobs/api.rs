@@ -23,14 +23,28 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 use uuid::Uuid;
 
 use super::{Job, JobStatus, Jobs, JobsError};
+use crate::api::ApiError;
+use crate::auth::Auth;
+use crate::state::AppState;
 
 /// Comment sent on an idle SSE stream so proxies keep it open.
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How long `DELETE` waits for a cancelled job to end before answering.
+pub const CANCEL_WAIT: Duration = Duration::from_secs(15);
+
+/// Permission allowing to cancel any job (in the key's environments).
+pub const CANCEL_PERMISSION: &str = "jobs:cancel";
+
+/// `GET` and `DELETE /api/jobs/{id}` of the hub.
+pub fn routes() -> Router<AppState> {
+    read_routes::<AppState>().route("/api/jobs/{id}", delete(cancel_job))
+}
 
 /// `GET /api/jobs/{id}` for any state holding the registry.
 pub fn read_routes<S>() -> Router<S>
@@ -87,6 +101,35 @@ async fn get_job(State(jobs): State<Jobs>, Path(id): Path<String>, headers: Head
         Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "Invalid Last-Event-ID"),
     };
     event_stream(&job, after)
+}
+
+/// `DELETE /api/jobs/{id}`: cancels a running job (its Docker request is
+/// cancelled with it), waits up to [`CANCEL_WAIT`] for its end, and answers
+/// the job as JSON (202 if it has not ended yet). An ended job is left as
+/// is and answered the same way.
+async fn cancel_job(
+    State(jobs): State<Jobs>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(job) = find(&jobs, &id) else {
+        return Ok(not_found());
+    };
+    let env = job.meta().env_id;
+    let permission = job.meta().permission;
+    let allowed = [CANCEL_PERMISSION, permission]
+        .iter()
+        .any(|p| !p.is_empty() && auth.require(p, env).is_ok());
+    if !allowed {
+        return Err(ApiError::forbidden());
+    }
+    if job.cancel() {
+        tracing::info!(job = %job.id(), actor = %auth.actor(), "job cancelled");
+        if tokio::time::timeout(CANCEL_WAIT, job.wait()).await.is_err() {
+            return Ok(json_answer(&job, StatusCode::ACCEPTED));
+        }
+    }
+    Ok(json_answer(&job, StatusCode::OK))
 }
 
 /// The job as JSON: `{id, kind, status, lines, result, droppedLines}`.

@@ -43,6 +43,9 @@ pub struct JobMeta {
     pub env_id: Option<i64>,
     /// Who started it (audit actor string).
     pub actor: String,
+    /// The permission that allowed starting it; holding it (or
+    /// `jobs:cancel`) on the job's environment allows cancelling it.
+    pub permission: &'static str,
 }
 
 /// What a finished job's JSON answer and a running one's have in common.

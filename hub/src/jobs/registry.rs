@@ -39,12 +39,22 @@ struct Inner {
 impl Jobs {
     /// An empty registry whose jobs stop when `shutdown` is cancelled.
     pub fn new(limits: JobLimits, shutdown: CancellationToken) -> Jobs {
+        Self::with_tracker(limits, shutdown, TaskTracker::new())
+    }
+
+    /// Like [`Jobs::new`], running job tasks on `tracker` (the hub's, so
+    /// its drain waits for them).
+    pub fn with_tracker(
+        limits: JobLimits,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Jobs {
         Jobs {
             inner: Arc::new(Inner {
                 jobs: Mutex::new(HashMap::new()),
                 limits,
                 root: shutdown,
-                tracker: TaskTracker::new(),
+                tracker,
             }),
         }
     }

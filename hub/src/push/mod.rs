@@ -18,7 +18,9 @@
 //! - [`progress`]: the progress stream parser.
 //! - [`ops`]: the [`DockerOps`] trait the push runs over.
 //! - [`run`]: prepare, execute, terminal event.
+//! - [`api`]: `POST /api/images/push`.
 
+pub mod api;
 pub mod auth;
 pub mod message;
 pub mod ops;

@@ -40,3 +40,31 @@ pub trait DockerOps: Send + Sync {
         call: DockerCall,
     ) -> impl Future<Output = Result<Self::Stream, EnvError>> + Send;
 }
+
+impl ChunkStream for crate::envs::DockerStream {
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, EnvError>> + Send {
+        crate::envs::DockerStream::next_chunk(self)
+    }
+
+    fn status(&self) -> Option<u16> {
+        crate::envs::DockerStream::status(self)
+    }
+}
+
+impl DockerOps for crate::envs::EnvClient {
+    type Stream = crate::envs::DockerStream;
+
+    fn request(
+        &self,
+        call: DockerCall,
+    ) -> impl Future<Output = Result<DockerResponse, EnvError>> + Send {
+        crate::envs::EnvClient::request(self, call)
+    }
+
+    fn stream(
+        &self,
+        call: DockerCall,
+    ) -> impl Future<Output = Result<Self::Stream, EnvError>> + Send {
+        crate::envs::EnvClient::stream(self, call)
+    }
+}
