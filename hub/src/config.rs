@@ -16,7 +16,7 @@ use crate::state::Settings;
 /// Mooring hub: the relay that Docker-host agents dial into, with its
 /// store and HTTP API. Without a subcommand it serves.
 #[derive(Debug, Parser)]
-#[command(name = "mooring-hub", version, args_conflicts_with_subcommands = true)]
+#[command(name = "mooring-hub", version)]
 pub struct Cli {
     /// Options shared by every subcommand.
     #[command(flatten)]

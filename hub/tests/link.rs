@@ -1,0 +1,465 @@
+//! The agent endpoint: handshake, token checks, one link per environment,
+//! liveness, and failure of pending work when a link dies.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::Method;
+use common::{agent_id, AgentOptions, TestAgent, TestHub};
+use mooring_hub::envs::{DockerCall, EnvError};
+use mooring_protocol::Headers;
+
+fn call(path: &str) -> DockerCall {
+    DockerCall {
+        method: http::Method::GET,
+        path: path.into(),
+        headers: Headers::new(),
+        body: None,
+    }
+}
+
+async fn refused(hub: &TestHub, token: &str) -> common::Refused {
+    match TestAgent::connect(&hub.ws_url(), token, AgentOptions::new(&agent_id())).await {
+        Ok(_) => panic!("agent with token {token:?} was accepted"),
+        Err(r) => r,
+    }
+}
+
+fn assert_refusal(r: &common::Refused, text: &str) {
+    let err = r.error.as_ref().expect("an error frame before the close");
+    assert_eq!(err.error.as_deref(), Some(text), "{err:?}");
+    assert_eq!(
+        err.message.as_deref(),
+        Some(text),
+        "both fields carry the text: {err:?}"
+    );
+    let close = r.close.as_ref().expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008, "{close:?}");
+}
+
+#[tokio::test]
+async fn agent_with_good_token_goes_online_with_its_fields() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("nas").await;
+    let before = hub.env_json(env).await;
+    assert_eq!(before["status"], "offline");
+    assert!(before["agent"].is_null());
+    let (_, token) = hub.create_token(env, None).await;
+    let id = agent_id();
+    let mut opts = AgentOptions::new(&id);
+    opts.capabilities = vec!["metrics".into()];
+    let agent = TestAgent::connect(&hub.ws_url(), &token, opts)
+        .await
+        .expect("accepted");
+    assert_eq!(agent.welcome.environment_id, Some(env));
+    assert_eq!(agent.welcome.version.as_deref(), Some("1.0"));
+    assert!(agent
+        .welcome
+        .server_id
+        .as_deref()
+        .is_some_and(|s| !s.is_empty()));
+
+    let shown = hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let a = &shown["agent"];
+    assert_eq!(a["id"], id.as_str());
+    assert_eq!(a["name"], format!("agent-{id}"));
+    assert_eq!(a["version"], "test-0.1");
+    assert_eq!(a["dockerVersion"], "20.10.24");
+    assert_eq!(a["hostname"], format!("host-{id}"));
+    assert_eq!(a["capabilities"], serde_json::json!(["metrics"]));
+    assert!(a["connectedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(a["lastSeen"].as_str().is_some());
+    // The hub pings every second; the agent answers.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(agent.seen.lock().unwrap().pings >= 1);
+    assert_eq!(hub.env_json(env).await["status"], "online");
+    // Recorded durably too.
+    let stored = hub.state.store.get_environment(env).await.unwrap();
+    assert_eq!(stored.agent.unwrap().id, id);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn bad_missing_expired_and_revoked_tokens_are_refused() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("edge1").await;
+    let (_, good) = hub.create_token(env, None).await;
+
+    let r = refused(&hub, "").await;
+    assert_refusal(&r, "No token provided");
+
+    // Right prefix, wrong rest; and a completely unknown token.
+    let wrong = format!("{}{}", &good[..8], "x".repeat(35));
+    assert_refusal(&refused(&hub, &wrong).await, "Invalid token");
+    assert_refusal(
+        &refused(&hub, "totally-unknown-token-value-123456789").await,
+        "Invalid token",
+    );
+
+    let (revoked_id, revoked) = hub.create_token(env, None).await;
+    let (status, _) = hub
+        .admin(Method::DELETE, &format!("/api/tokens/{revoked_id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_refusal(&refused(&hub, &revoked).await, "Token revoked");
+
+    let (_, expiring) = hub.create_token(env, Some(1)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_refusal(&refused(&hub, &expiring).await, "Token expired");
+
+    // The good token still works after all these failures (4 < 5 free).
+    TestAgent::connect(&hub.ws_url(), &good, AgentOptions::new(&agent_id()))
+        .await
+        .expect("good token accepted");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn failed_auth_delays_escalate_per_ip_with_retry_after() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("edge1").await;
+    let (_, good) = hub.create_token(env, None).await;
+    for _ in 0..5 {
+        let r = refused(&hub, "bad-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").await;
+        assert!(r.error.unwrap().retry_after.is_none());
+    }
+    let r = refused(&hub, "bad-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").await;
+    assert_eq!(r.error.unwrap().retry_after, Some(1), "first delay is 1 s");
+    // While blocked even the good token waits, but only briefly.
+    let r = refused(&hub, &good).await;
+    let err = r.error.unwrap();
+    assert_eq!(err.text(), "Too many failed attempts");
+    assert!(err.retry_after.is_some_and(|s| s <= 1), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    TestAgent::connect(&hub.ws_url(), &good, AgentOptions::new(&agent_id()))
+        .await
+        .expect("a correct agent is not locked out once the short delay passed");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn another_agent_on_a_live_environment_is_refused_and_the_conflict_shown() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("shared").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let first_id = agent_id();
+    let first = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&first_id))
+        .await
+        .expect("first accepted");
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+
+    let second_id = agent_id();
+    let r = match TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&second_id)).await {
+        Ok(_) => panic!("second agent accepted while the first is alive"),
+        Err(r) => r,
+    };
+    let err = r.error.expect("error frame");
+    assert!(
+        err.text().contains(&first_id),
+        "names the live agent: {}",
+        err.text()
+    );
+    assert_eq!(u16::from(r.close.unwrap().code), 1008);
+
+    let shown = hub.env_json(env).await;
+    assert_eq!(shown["status"], "conflict");
+    assert_eq!(
+        shown["agent"]["id"],
+        first_id.as_str(),
+        "the live agent keeps the link"
+    );
+    assert_eq!(shown["conflict"]["agentId"], second_id.as_str());
+    assert!(!first.is_closed());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_agent_reconnecting_replaces_its_link() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("nas").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let id = agent_id();
+    let old = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&id))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let old_conn = hub.state.links.get(env).unwrap().conn_id();
+
+    // A request pending on the old link (the test agent does not relay).
+    let client = hub.state.env_client(env).await.unwrap();
+    let pending = tokio::spawn(async move { client.request(call("/version")).await });
+    old.wait_requests(1, Duration::from_secs(5)).await;
+
+    let new = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&id))
+        .await
+        .expect("same agent id replaces its stale link");
+    let result = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    match result {
+        Err(EnvError::Disconnected(reason)) => assert!(reason.contains("replaced"), "{reason}"),
+        other => panic!("pending request should fail with the replacement: {other:?}"),
+    }
+    old.wait_closed(Duration::from_secs(5)).await;
+    let link = hub.state.links.get(env).unwrap();
+    assert_ne!(link.conn_id(), old_conn);
+    assert!(!new.is_closed());
+    assert_eq!(hub.env_json(env).await["status"], "online");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_half_open_live_link_is_replaced_by_a_newcomer() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("reinstalled").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let old = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    old.go_silent();
+    let new_id = agent_id();
+    let started = std::time::Instant::now();
+    let _new = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&new_id))
+        .await
+        .expect("a dead link does not block a reinstalled host");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let shown = hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    assert_eq!(shown["agent"]["id"], new_id.as_str());
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_killed_agent_goes_offline_and_its_pending_stream_fails_at_once() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("nas").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let client = hub.state.env_client(env).await.unwrap();
+    let mut stream = client.stream(call("/events")).await.unwrap();
+    agent.wait_requests(1, Duration::from_secs(5)).await;
+
+    let killed_at = std::time::Instant::now();
+    agent.kill();
+    let result = tokio::time::timeout(Duration::from_secs(5), stream.next_chunk())
+        .await
+        .expect("the stream fails within seconds, not at its idle timeout");
+    match result {
+        Err(EnvError::Disconnected(_)) => {}
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+    assert!(EnvError::Disconnected("x".into())
+        .to_string()
+        .starts_with("Edge agent disconnected"));
+    assert!(killed_at.elapsed() < Duration::from_secs(5));
+    hub.wait_status(env, "offline", Duration::from_secs(5))
+        .await;
+    assert!(matches!(
+        hub.state
+            .env_client(env)
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .status()
+            .as_u16(),
+        503
+    ));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_agent_is_dropped_after_the_silence_timeout() {
+    let hub = TestHub::start().await; // ping 1 s, silence 3 s
+    let env = hub.create_edge_env("nas").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let client = hub.state.env_client(env).await.unwrap();
+    let mut stream = client.stream(call("/events")).await.unwrap();
+    agent.wait_requests(1, Duration::from_secs(5)).await;
+    agent.go_silent();
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(10), stream.next_chunk())
+        .await
+        .expect("the pending stream fails when the link is declared dead");
+    match result {
+        Err(EnvError::Disconnected(reason)) => assert!(reason.contains("silent"), "{reason}"),
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "not before the silence timeout: {waited:?}"
+    );
+    hub.wait_status(env, "offline", Duration::from_secs(5))
+        .await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn revoking_a_token_disconnects_its_agent() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("nas").await;
+    let (token_id, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let (status, body) = hub
+        .admin(Method::DELETE, &format!("/api/tokens/{token_id}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "revoked");
+    agent.wait_closed(Duration::from_secs(5)).await;
+    hub.wait_status(env, "offline", Duration::from_secs(5))
+        .await;
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_an_environment_drops_its_link() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("gone").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let (status, _) = hub
+        .admin(Method::DELETE, &format!("/api/environments/{env}"), None)
+        .await;
+    assert_eq!(status, 204);
+    agent.wait_closed(Duration::from_secs(5)).await;
+    assert!(hub.state.links.get(env).is_none());
+    let (status, _) = hub
+        .admin(Method::GET, &format!("/api/environments/{env}"), None)
+        .await;
+    assert_eq!(status, 404);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn dropping_a_stream_sends_cancelled_to_the_agent() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("nas").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let client = hub.state.env_client(env).await.unwrap();
+    let stream = client.stream(call("/events")).await.unwrap();
+    let req = agent
+        .wait_requests(1, Duration::from_secs(5))
+        .await
+        .remove(0);
+    assert!(req.streaming);
+    assert_eq!(hub.state.links.get(env).unwrap().pending_count(), 1);
+    drop(stream);
+    agent
+        .wait_cancelled(&req.request_id, Duration::from_secs(5))
+        .await;
+    assert_eq!(hub.state.links.get(env).unwrap().pending_count(), 0);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_are_ignored_and_the_link_lives_on() {
+    let hub = TestHub::start().await;
+    let env = hub.create_edge_env("nas").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    agent.send_text("this is not json").await;
+    agent.send_text(r#"{"no":"type"}"#).await;
+    agent.send_text(r#"{"type":"from_the_future","x":1}"#).await;
+    agent
+        .send_text(r#"{"type":"response","requestId":"nobody-waits"}"#)
+        .await;
+    // A malformed answer to a pending request fails that request at once.
+    let client = hub.state.env_client(env).await.unwrap();
+    let pending = tokio::spawn(async move { client.request(call("/version")).await });
+    let req = agent
+        .wait_requests(1, Duration::from_secs(5))
+        .await
+        .remove(0);
+    agent
+        .send_text(&format!(
+            r#"{{"type":"response","requestId":"{}","statusCode":"bad"}}"#,
+            req.request_id
+        ))
+        .await;
+    let result = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(result, Err(EnvError::Docker(ref m)) if m.contains("malformed")),
+        "{result:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!agent.is_closed());
+    assert_eq!(hub.env_json(env).await["status"], "online");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnect_storm_is_throttled_with_retry_after() {
+    let settings = mooring_hub::Settings {
+        reconnects_per_minute: 2,
+        ..common::fast_settings()
+    };
+    let hub = TestHub::start_with(settings, None).await;
+    let env = hub.create_edge_env("flappy").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let id = agent_id();
+    for _ in 0..2 {
+        let a = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&id))
+            .await
+            .unwrap();
+        a.kill();
+    }
+    let r = match TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&id)).await {
+        Ok(_) => panic!("third connection within a minute accepted"),
+        Err(r) => r,
+    };
+    let err = r.error.unwrap();
+    assert!(
+        err.text()
+            .starts_with("Reconnection throttled. Retry after "),
+        "{err:?}"
+    );
+    assert!(
+        err.retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{err:?}"
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_first_frame_that_is_not_hello_is_refused() {
+    let hub = TestHub::start().await;
+    let r =
+        match TestAgent::connect_raw(&hub.ws_url(), r#"{"type":"ping"}"#, AgentOptions::new("x"))
+            .await
+        {
+            Ok(_) => panic!("accepted without hello"),
+            Err(r) => r,
+        };
+    assert!(r.error.unwrap().text().contains("hello"));
+    assert_eq!(u16::from(r.close.unwrap().code), 1008);
+    hub.stop().await;
+}
