@@ -6,6 +6,7 @@ mod common;
 mod push_rig;
 
 use axum::http::StatusCode;
+use common::{agent_id, AgentOptions, TestAgent};
 use mooring_hub::push::message::AUTH_FAILED;
 use mooring_tests::rig::Rig;
 use push_rig::{unique_repo, PushHub, RandomImage};
@@ -260,4 +261,86 @@ async fn source_tag_rules_apply_to_real_pushes() {
 /// Removes a tag a push added to a shared rig image (the image stays).
 fn untag(rig: &Rig, reference: &str) {
     let _ = rig.docker(&["rmi", reference]);
+}
+
+/// A Hawser agent that, like the reference Go agent, never reports the
+/// HTTP status of a stream: success and failure come from the lines alone.
+#[tokio::test]
+async fn pushes_through_a_reference_style_agent_without_stream_status() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    let hub = PushHub::start(&rig).await;
+    let env = hub.hub.create_edge_env("reference").await;
+    let (_, token) = hub.hub.create_token(env, None).await;
+    let _agent = TestAgent::connect(
+        &hub.hub.ws_url(),
+        &token,
+        AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
+    )
+    .await
+    .expect("agent connects");
+    hub.hub
+        .wait_status(env, "online", std::time::Duration::from_secs(10))
+        .await;
+    let open = hub.registry("open", &rig.registry, None).await;
+    let good = hub
+        .registry("auth-good", &rig.auth_registry, Some(rig.auth()))
+        .await;
+    let bad = hub
+        .registry(
+            "auth-bad",
+            &rig.auth_registry,
+            Some((&rig.auth_user, "wrong")),
+        )
+        .await;
+    push_and_verify(&hub, &rig, Some(env), open, &rig.registry, None).await;
+    push_and_verify(
+        &hub,
+        &rig,
+        Some(env),
+        good,
+        &rig.auth_registry,
+        Some(rig.auth()),
+    )
+    .await;
+    push_expecting_auth_failure(&hub, &rig, Some(env), bad).await;
+}
+
+#[tokio::test]
+async fn event_stream_accept_on_post_streams_the_job_directly() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    let hub = PushHub::start(&rig).await;
+    let open = hub.registry("open", &rig.registry, None).await;
+    let repo = unique_repo("sse");
+    let body = json!({"imageId": rig.image_id, "registryId": open, "newTag": format!("{repo}:e1")});
+    let mut resp = hub
+        .client
+        .send(
+            axum::http::Method::POST,
+            "/api/images/push",
+            &[("accept", "text/event-stream")],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    let job = resp.header("x-job-id").expect("job id header").to_owned();
+    let mut parser = mooring_hub::client::sse::SseParser::new(1 << 20);
+    let mut events = Vec::new();
+    while let Some(chunk) = resp.chunk().await.expect("chunk") {
+        parser.feed(&chunk, &mut events).expect("sse");
+    }
+    let last: Value = serde_json::from_str(&events.last().expect("events").data).expect("json");
+    assert_eq!(last["data"]["status"], "complete", "{last}");
+    assert_eq!(
+        events.len(),
+        hub.job_json(&job).await["lines"]
+            .as_array()
+            .map_or(0, Vec::len)
+    );
+    let _ = rig.docker(&["rmi", &format!("{}/{repo}:e1", rig.registry)]);
 }

@@ -30,16 +30,16 @@ pub struct PushArgs {
     #[arg(long, env = "MOORING_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Environment id holding the image (default: the hub's `local` one).
-    #[arg(long = "env")]
+    #[arg(long = "env", env = "MOORING_PUSH_ENV")]
     pub env: Option<i64>,
     /// Image to push: an id (`sha256:…`) or a reference (`app:v1`).
-    #[arg(long)]
+    #[arg(long, env = "MOORING_PUSH_IMAGE")]
     pub image: String,
     /// Registry id to push to.
-    #[arg(long)]
+    #[arg(long, env = "MOORING_PUSH_REGISTRY")]
     pub registry: i64,
     /// New name and/or tag for the pushed image (`team/app:v2`).
-    #[arg(long)]
+    #[arg(long, env = "MOORING_PUSH_TAG")]
     pub tag: Option<String>,
 }
 

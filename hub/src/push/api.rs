@@ -149,7 +149,11 @@ async fn push_image(
         } else {
             StatusCode::OK
         };
-        return Ok((status, Json(value)).into_response());
+        let mut answer = (status, Json(value)).into_response();
+        if let Ok(v) = job.id().to_string().parse() {
+            answer.headers_mut().insert("x-job-id", v);
+        }
+        return Ok(answer);
     }
     Ok(Json(json!({ "jobId": job.id() })).into_response())
 }

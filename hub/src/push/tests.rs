@@ -217,6 +217,12 @@ async fn losing_the_agent_mid_stream_fails_the_push() {
     let failure = out.expect_err("lost agent");
     assert_eq!(failure.message, "Edge agent disconnected: link closed");
     assert_eq!(events.len(), 3, "tagging, pushing, Preparing: {events:?}");
+    let fake = Fake::new(vec![Item::Fail(EnvError::Docker(
+        "Get \"https://reg:5000/v2/\": x509: certificate signed by unknown authority".into(),
+    ))]);
+    let failure = push(&fake).await.1.expect_err("an agent error frame");
+    assert_eq!(failure.message, super::message::TLS_ERROR);
+    assert!(failure.detail.is_some_and(|d| d.contains("x509")));
     let mut fake = Fake::new(vec![]);
     fake.stream_open = Some(EnvError::NotConnected);
     assert_eq!(
