@@ -300,6 +300,30 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_and_subcommand_is_documented() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{path} {id} has no help text");
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    assert!(
+                        sub.get_about().is_some(),
+                        "{path} {} has no about",
+                        sub.get_name()
+                    );
+                    walk(sub, &format!("{path} {}", sub.get_name()));
+                }
+            }
+        }
+        walk(&Cli::command(), "mooring-hub");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
         assert_eq!(

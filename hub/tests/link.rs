@@ -463,3 +463,86 @@ async fn a_first_frame_that_is_not_hello_is_refused() {
     assert_eq!(u16::from(r.close.unwrap().code), 1008);
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_pending_table_refuses_new_calls_with_busy() {
+    let settings = mooring_hub::Settings {
+        max_pending_per_link: 2,
+        ..common::fast_settings()
+    };
+    let hub = TestHub::start_with(settings, None).await;
+    let env = hub.create_edge_env("nas").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let _agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let client = hub.state.env_client(env).await.unwrap();
+    let a = client.stream(call("/events")).await.unwrap();
+    let _b = client.stream(call("/events")).await.unwrap();
+    match client.stream(call("/events")).await {
+        Err(EnvError::Busy(msg)) => assert!(msg.contains("2 requests"), "{msg}"),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    drop(a);
+    client
+        .stream(call("/events"))
+        .await
+        .expect("a freed slot is usable again");
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_stream_consumer_fails_its_stream_but_not_the_link() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    let settings = mooring_hub::Settings {
+        stream_buffer_chunks: 2,
+        stream_stall: Duration::from_secs(1),
+        ..common::fast_settings()
+    };
+    let hub = TestHub::start_with(settings, None).await;
+    let env = hub.create_edge_env("nas").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(
+        &hub.ws_url(),
+        &token,
+        AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
+    )
+    .await
+    .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let client = hub.state.env_client(env).await.unwrap();
+    let path = format!("/images/{}/get", rig.image.replace('/', "%2F"));
+    let mut slow = client.stream(call(&path)).await.unwrap();
+    let req = agent
+        .wait_requests(1, Duration::from_secs(5))
+        .await
+        .remove(0);
+    // Take one chunk, then stall past the limit while the agent keeps sending.
+    slow.next_chunk().await.unwrap().expect("first chunk");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut outcome = Ok(Some(bytes::Bytes::new()));
+    for _ in 0..10 {
+        outcome = slow.next_chunk().await;
+        if !matches!(outcome, Ok(Some(_))) {
+            break;
+        }
+    }
+    match outcome {
+        Err(EnvError::Busy(msg)) => assert!(msg.contains("too slow"), "{msg}"),
+        other => panic!("expected the stalled stream to fail, got {other:?}"),
+    }
+    agent
+        .wait_cancelled(&req.request_id, Duration::from_secs(5))
+        .await;
+    // The link carries on.
+    let version = client
+        .request(call("/version"))
+        .await
+        .expect("link still serves");
+    assert_eq!(version.status, 200);
+    assert_eq!(hub.env_json(env).await["status"], "online");
+    hub.stop().await;
+}
