@@ -14,6 +14,8 @@
 //! - [`registries`]: container registries (passwords never returned).
 //! - [`apikeys`]: API keys.
 //! - [`docker`]: the Docker Engine API passthrough.
+//! - `crate::jobs::api` (`GET`/`DELETE /api/jobs/{id}`) and
+//!   `crate::push::api` (`POST /api/images/push`) are merged in [`routes`].
 
 pub mod apikeys;
 pub mod docker;
