@@ -1,2 +1,249 @@
-//! # mooring-agent: the Mooring edge agent (Hawser-compatible), as a library.
+//! # mooring-agent
+//!
+//! The Mooring edge agent: it dials a Hawser-protocol hub over WebSocket and
+//! relays the hub's Docker Engine API requests to the local daemon.
+//!
+//! # Layout
+//! - [`config`]: environment variables and flags, validated once.
+//! - [`state`]: the agent id kept across restarts.
+//! - `tls`: rustls client configuration for `wss://`.
+//! - `link`: the one owner of the WebSocket (dial, hello/welcome, heartbeat,
+//!   idle timeout, reconnect with [`backoff`]).
+//! - `writer`: every outgoing frame, through bounded queues (backpressure).
+//! - `relay` and `translate`: one task per request, frames ↔ Docker HTTP.
+//! - `health`: `GET /_hawser/health` and `/_hawser/info`.
+//! - [`stats`]: live counters for health, tests and operators.
+//!
+//! A later `telemetry` module (metrics, container events) plugs in next to
+//! `relay`: it sends through the same outbox, and adds its capability names
+//! to [`capabilities`] only once wired.
+//!
+//! The library never installs a tracing subscriber, reads the process
+//! environment for settings, or exits the process: that is `main.rs`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use mooring_docker::DockerClient;
+use mooring_protocol::{caps, limits, Hello};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub mod backoff;
+pub mod config;
+mod health;
+mod link;
+mod relay;
+pub mod state;
+pub mod stats;
 pub mod telemetry;
+mod tls;
+mod translate;
+mod writer;
+
+pub use config::{Cli, Config, ConfigError};
+pub use stats::StatsSnapshot;
+
+/// This agent's version, sent in `hello`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long shutdown may spend draining tasks.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(4);
+/// How long the agent's own Docker calls (version at hello) may take.
+const DOCKER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The capabilities announced in `hello`: only what is really wired.
+///
+/// Relay is the base protocol and needs no name; the status-code extension
+/// is always on. `exec`, `metrics`, `events` and `compose` are not (yet).
+pub fn capabilities() -> Vec<String> {
+    vec![caps::STREAM_STATUS.to_owned()]
+}
+
+/// What stops the agent from running at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The health server cannot listen.
+    #[error("cannot listen on {addr} for /_hawser/health: {reason} (set PORT to a free port)")]
+    HealthBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        reason: String,
+    },
+    /// The TLS configuration cannot be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// State shared by the link, the relay and the health server.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) docker: DockerClient,
+    pub(crate) stats: Arc<stats::Stats>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) tracker: TaskTracker,
+    docker_version: RwLock<String>,
+    health_addr: Option<SocketAddr>,
+}
+
+impl Shared {
+    /// The daemon's version as last seen ("unknown" when unreachable).
+    pub(crate) fn docker_version(&self) -> String {
+        self.docker_version
+            .read()
+            .map(|v| v.clone())
+            .unwrap_or_else(|_| "unknown".into())
+    }
+
+    /// Negotiates the API version and reads the daemon's version; on
+    /// failure keeps going with "unknown".
+    pub(crate) async fn refresh_docker_version(&self) {
+        let probe = async {
+            self.docker.negotiate().await?;
+            self.docker.server_version().await
+        };
+        let version = match tokio::time::timeout(DOCKER_PROBE_TIMEOUT, probe).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "Docker is not reachable; connecting anyway (dockerVersion \"unknown\")");
+                "unknown".into()
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Docker did not answer within {DOCKER_PROBE_TIMEOUT:?}; connecting anyway"
+                );
+                "unknown".into()
+            }
+        };
+        if let Ok(mut slot) = self.docker_version.write() {
+            *slot = version;
+        }
+    }
+
+    /// The `hello` frame for the current state.
+    pub(crate) fn hello(&self) -> Hello {
+        Hello {
+            version: VERSION.into(),
+            protocol: limits::PROTOCOL_VERSION.into(),
+            agent_id: self.config.agent_id.clone(),
+            agent_name: self.config.agent_name.clone(),
+            token: self.config.token.expose().to_owned(),
+            docker_version: self.docker_version(),
+            hostname: self.config.hostname.clone(),
+            capabilities: capabilities(),
+        }
+    }
+}
+
+/// A running agent; [`Agent::wait`] returns after shutdown.
+pub struct Agent {
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+/// A cheap view of a running agent, for tests and embedders.
+#[derive(Clone)]
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+}
+
+impl AgentHandle {
+    /// Live counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Where the health server listens, when enabled.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.shared.health_addr
+    }
+
+    /// The Docker version as last seen.
+    pub fn docker_version(&self) -> String {
+        self.shared.docker_version()
+    }
+}
+
+impl Agent {
+    /// Binds the health server and starts the link; everything stops when
+    /// `shutdown` is cancelled.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Agent, AgentError> {
+        let tls = if config.server_url.starts_with("wss") {
+            Some(
+                tls::client_config(config.ca_cert.as_deref(), config.tls_skip_verify)
+                    .map_err(AgentError::Tls)?,
+            )
+        } else {
+            None
+        };
+        let listener = match config.health_addr {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                AgentError::HealthBind {
+                    addr,
+                    reason: e.to_string(),
+                }
+            })?),
+            None => None,
+        };
+        let health_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let docker = DockerClient::new(config.docker.clone());
+        let shared = Arc::new(Shared {
+            config,
+            docker,
+            stats: Arc::default(),
+            tls,
+            tracker: TaskTracker::new(),
+            docker_version: RwLock::new("unknown".into()),
+            health_addr,
+        });
+        tracing::info!(
+            agent_id = %shared.config.agent_id,
+            agent_name = %shared.config.agent_name,
+            hub = %shared.config.server_url,
+            docker = %shared.config.docker,
+            health = ?health_addr,
+            "mooring-agent {VERSION} starting (edge mode)"
+        );
+        if let Some(listener) = listener {
+            shared
+                .tracker
+                .spawn(health::serve(listener, shared.clone(), shutdown.clone()));
+        }
+        shared
+            .tracker
+            .spawn(link::run(shared.clone(), shutdown.clone()));
+        Ok(Agent { shared, shutdown })
+    }
+
+    /// A handle for observing the agent.
+    pub fn handle(&self) -> AgentHandle {
+        AgentHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Waits for shutdown, then for every task to stop (bounded).
+    pub async fn wait(self) -> Result<(), AgentError> {
+        self.shutdown.cancelled().await;
+        let tracker = self.shared.tracker.clone();
+        tracker.close();
+        if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = tracker.len(),
+                "tasks still running after {DRAIN_DEADLINE:?}; leaving them"
+            );
+        }
+        tracing::info!("mooring-agent stopped");
+        Ok(())
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
+    Agent::start(config, shutdown).await?.wait().await
+}

@@ -55,6 +55,11 @@ pub async fn run(store: &Store, command: Command, json: bool) -> Result<String, 
     };
     match command {
         Command::Serve(_) => return Err(AdminError::Usage("serve is not an admin command".into())),
+        Command::Push(_) => {
+            return Err(AdminError::Usage(
+                "push talks to a running hub, not to the store".into(),
+            ))
+        }
         Command::Env(cmd) => env(store, cmd, &mut out).await?,
         Command::Token(cmd) => token(store, cmd, &mut out).await?,
         Command::Registry(cmd) => registry(store, cmd, &mut out).await?,

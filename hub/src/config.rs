@@ -163,6 +163,8 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Push an image through a running hub, with live progress.
+    Push(crate::client::PushArgs),
 }
 
 /// `env …`

@@ -3,7 +3,7 @@
 //! The central relay: accepts Hawser agents on `/api/hawser/connect`, keeps
 //! the store of environments, tokens, registries and API keys, and serves
 //! the HTTP API (environments, tokens, registries, API keys, Docker
-//! passthrough; push jobs are added by `jobs`/`push`).
+//! passthrough, push jobs).
 //!
 //! # Layout
 //! - [`config`]: clap command line (serve flags and admin subcommands).
@@ -15,6 +15,9 @@
 //! - [`link`]: the agent endpoint, live links, pending requests, limits.
 //! - [`envs`]: [`envs::EnvClient`], one interface to local and edge Docker.
 //! - [`api`]: axum routers and [`api::ApiError`].
+//! - [`jobs`]: background jobs, their bounded event logs, SSE.
+//! - [`push`]: image push: tag rules, registry auth, progress, the route.
+//! - [`client`]: HTTP client of a running hub (the `push` subcommand).
 //! - [`state`]: [`state::AppState`], shared by handlers and tasks.
 //! - [`server`]: the accept loop ([`run`]), TLS, graceful shutdown.
 //!
@@ -26,10 +29,13 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod envs;
+pub mod jobs;
 pub mod link;
+pub mod push;
 pub mod server;
 pub mod setup;
 pub mod state;

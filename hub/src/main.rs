@@ -33,6 +33,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Push(args)) = &cli.command {
+        // A client of a running hub: no store, no data dir.
+        mooring_hub::client::run_push(args).await?;
+        return Ok(());
+    }
     let global = cli.global;
     let (store, _fresh) = setup::open_store(
         &global.data_dir,

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::ApiError;
 use crate::auth::KeyCache;
 use crate::envs::{EnvClient, EnvError, Timeouts};
+use crate::jobs::{JobLimits, Jobs};
 use crate::link::ratelimit::{FailedAuth, ReconnectThrottle};
 use crate::link::{LinkLimits, Links};
 use crate::store::{EnvKind, Store};
@@ -59,6 +60,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// API authentication disabled (local demo only).
     pub no_auth: bool,
+    /// Limits of the job registry (pushes).
+    pub job_limits: JobLimits,
 }
 
 impl Default for Settings {
@@ -82,6 +85,7 @@ impl Default for Settings {
             auth_max_delay: Duration::from_secs(30),
             max_connections: 4096,
             no_auth: false,
+            job_limits: JobLimits::default(),
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct AppState {
     pub tracker: TaskTracker,
     /// This hub's identity, sent in `welcome`.
     pub server_id: Arc<str>,
+    /// Background jobs (pushes) and their event logs.
+    pub jobs: Jobs,
     pub(crate) failed_auth: Arc<FailedAuth>,
     pub(crate) reconnects: Arc<ReconnectThrottle>,
     /// Bounds concurrent argon2 verifications (CPU-heavy).
@@ -136,6 +142,13 @@ impl AppState {
         shutdown: CancellationToken,
     ) -> Result<AppState, crate::store::StoreError> {
         let server_id = store.server_id().await?;
+        let tracker = TaskTracker::new();
+        let jobs = Jobs::with_tracker(
+            settings.job_limits.clone(),
+            shutdown.child_token(),
+            tracker.clone(),
+        );
+        jobs.spawn_sweeper();
         Ok(AppState {
             links: Links::new(settings.max_links),
             failed_auth: Arc::new(FailedAuth::new(
@@ -150,8 +163,9 @@ impl AppState {
             settings: Arc::new(settings),
             store,
             shutdown,
-            tracker: TaskTracker::new(),
+            tracker,
             server_id: server_id.into(),
+            jobs,
         })
     }
 
@@ -207,5 +221,11 @@ impl AppState {
         if let Err(err) = self.store.audit(actor, action, target, detail).await {
             tracing::warn!(%err, action, "audit log write failed");
         }
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Jobs {
+    fn from_ref(state: &AppState) -> Jobs {
+        state.jobs.clone()
     }
 }

@@ -14,6 +14,8 @@
 //! - [`registries`]: container registries (passwords never returned).
 //! - [`apikeys`]: API keys.
 //! - [`docker`]: the Docker Engine API passthrough.
+//! - `crate::jobs::api` (`GET`/`DELETE /api/jobs/{id}`) and
+//!   `crate::push::api` (`POST /api/images/push`) are merged in [`routes`].
 
 pub mod apikeys;
 pub mod docker;
@@ -41,8 +43,8 @@ pub fn routes() -> Router<AppState> {
         .merge(apikeys::routes())
         .merge(docker::routes())
         .merge(crate::link::router())
-        // Other modules add their routes here, e.g.:
-        // .merge(crate::jobs::routes()).merge(crate::push::routes())
+        .merge(crate::jobs::api::routes())
+        .merge(crate::push::api::routes())
         .fallback(|| async { ApiError::not_found("No such route") })
 }
 
