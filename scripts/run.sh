@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Start mooring-hub on a fresh clone with one command.
+# Start Mooring on a fresh clone with one command: the hub and an agent.
 #
 #   scripts/run.sh
 #
-# Builds the hub, finds a Docker socket (/var/run/docker.sock when it answers,
-# else the test rig's private dockerd, started with tests/rig/rig.sh up when
-# needed), prepares the embedded SQLite store in ./mooring-data (environment
-# "local" for that socket, an edge environment "remote" with a fresh agent
-# token), prints the exact mooring-agent command line for a remote host, and
-# runs the hub in the foreground. On first start the hub prints the admin API
-# key once. Ctrl-C stops it.
+# Builds the hub and the agent, finds a Docker socket (/var/run/docker.sock
+# when it answers, else the test rig's private dockerd, installed and started
+# with tests/rig/rig.sh when needed), prepares the embedded SQLite store in
+# ./mooring-data (environment "local" for that socket, an edge environment
+# "remote" with a fresh agent token), prints the exact mooring-agent command
+# line for a remote host, then runs the hub and one mooring-agent attached to
+# "remote" (on this host's Docker, through the hub's agent endpoint, exactly
+# as a remote host would). On first start the hub prints the admin API key
+# once. Ctrl-C stops both. MOORING_NO_AGENT=1 runs the hub alone.
 #
 # Environment: MOORING_DATA_DIR (./mooring-data), MOORING_LISTEN
 # (127.0.0.1:3000), MOORING_DOCKER_SOCKET (auto), MOORING_PUBLIC_URL (the
@@ -33,6 +35,9 @@ if [ -z "${MOORING_DOCKER_SOCKET:-}" ]; then
     else
         if [ ! -f /tmp/mr/rig.env ]; then
             echo "run.sh: no Docker at /var/run/docker.sock; starting the rig's dockerd (tests/rig/rig.sh up)" >&2
+            if ! command -v dockerd >/dev/null 2>&1; then
+                tests/rig/rig.sh install >&2
+            fi
             tests/rig/rig.sh up >&2
         fi
         # shellcheck disable=SC1091
@@ -42,13 +47,15 @@ if [ -z "${MOORING_DOCKER_SOCKET:-}" ]; then
 fi
 export MOORING_DOCKER_SOCKET
 
-echo "run.sh: building mooring-hub ($PROFILE)" >&2
+echo "run.sh: building mooring-hub and mooring-agent ($PROFILE)" >&2
 if [ "$PROFILE" = release ]; then
-    cargo build --release -p mooring-hub >&2
+    cargo build --release -p mooring-hub -p mooring-agent >&2
     HUB=target/release/mooring-hub
+    AGENT=target/release/mooring-agent
 else
-    cargo build -p mooring-hub >&2
+    cargo build -p mooring-hub -p mooring-agent >&2
     HUB=target/debug/mooring-hub
+    AGENT=target/debug/mooring-agent
 fi
 
 # Opening the store creates and migrates it, and on first open creates
@@ -74,4 +81,32 @@ The admin API key is printed below on the first start only; later, create one wi
   $HUB apikey create admin2 -p '*'
 
 MSG
-exec "$HUB" serve
+
+if [ "${MOORING_NO_AGENT:-0}" = 1 ]; then
+    exec "$HUB" serve
+fi
+
+pids=()
+# shellcheck disable=SC2317 # invoked by the traps
+stop() {
+    trap - INT TERM EXIT
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$HUB" serve &
+pids+=("$!")
+for _ in $(seq 1 100); do
+    curl -fsS --max-time 1 "http://$MOORING_LISTEN/api/health" >/dev/null 2>&1 && break
+    kill -0 "${pids[0]}" 2>/dev/null || { echo "run.sh: the hub exited" >&2; exit 1; }
+    sleep 0.1
+done
+echo "run.sh: starting a mooring-agent for environment \"$EDGE_ENV\" on this host's Docker" >&2
+DOCKHAND_SERVER_URL="$PUBLIC_URL/api/hawser/connect" TOKEN="$TOKEN" \
+    DOCKER_SOCKET="$MOORING_DOCKER_SOCKET" AGENT_NAME="$(hostname)-agent" PORT="${MOORING_AGENT_PORT:-2376}" \
+    MOORING_STATE_DIR="$MOORING_DATA_DIR/agent-state" "$AGENT" &
+pids+=("$!")
+wait -n "${pids[@]}"
