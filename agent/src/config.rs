@@ -434,11 +434,14 @@ fn seconds(name: &'static str, text: &str, example: &str) -> Result<Duration, Co
     }
 }
 
+/// A level name, or a list of `target=level` directives; a bare word that
+/// is not a level (EnvFilter would read it as a target) is refused.
 fn log_level_ok(text: &str) -> bool {
-    tracing_subscriber::EnvFilter::builder()
-        .parse(text.trim())
-        .is_ok()
-        && !text.trim().is_empty()
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let t = text.trim();
+    let plain_level = LEVELS.contains(&t.to_ascii_lowercase().as_str());
+    let directives = t.contains('=') && tracing_subscriber::EnvFilter::builder().parse(t).is_ok();
+    plain_level || directives
 }
 
 fn parse_docker(host: Option<&str>, socket: &str) -> Result<Endpoint, ConfigError> {
@@ -501,6 +504,16 @@ mod tests {
         assert_eq!(seconds("X", "10s", "1").unwrap(), Duration::from_secs(10));
         for bad in ["abc", "0", "-1", "", "NaN", "inf"] {
             assert!(seconds("X", bad, "1").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        for ok in ["info", "DEBUG", "warn", "mooring_agent=debug,info"] {
+            assert!(log_level_ok(ok), "{ok}");
+        }
+        for bad in ["", "verbose", "lots!!", "info=="] {
+            assert!(!log_level_ok(bad), "{bad}");
         }
     }
 

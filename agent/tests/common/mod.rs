@@ -278,3 +278,13 @@ pub async fn events_listeners(rig: &mooring_tests::rig::Rig) -> u64 {
     .await
     .unwrap()
 }
+
+/// A child process killed (and reaped) when the test ends, even on panic.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
