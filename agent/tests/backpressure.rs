@@ -15,81 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fake_docker::{self, GIB, MIB};
 use common::*;
 use futures_util::StreamExt;
 use mooring_protocol::{Frame, StreamEnd};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
 use tokio_tungstenite::tungstenite::Message;
-
-const GIB: u64 = 1 << 30;
-const MIB: u64 = 1 << 20;
-
-#[derive(Default)]
-struct FakeDocker {
-    /// Bytes of the big body written to the agent so far.
-    written: AtomicU64,
-    /// The big stream's connection was closed by the agent.
-    peer_closed: AtomicBool,
-}
-
-async fn serve_docker(listener: UnixListener, state: Arc<FakeDocker>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        tokio::spawn(serve_conn(stream, state.clone()));
-    }
-}
-
-async fn serve_conn(mut s: UnixStream, state: Arc<FakeDocker>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let line = String::from_utf8_lossy(&head)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let small = |ct: &str, body: &str| {
-        format!(
-            "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    if path.ends_with("/_ping") {
-        let _ = s.write_all(small("text/plain", "OK").as_bytes()).await;
-    } else if path.ends_with("/version") {
-        let _ = s
-            .write_all(small("application/json", r#"{"Version":"fake-1.0"}"#).as_bytes())
-            .await;
-    } else if path.ends_with("/big") {
-        let hdr = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {GIB}\r\n\r\n");
-        if s.write_all(hdr.as_bytes()).await.is_err() {
-            return;
-        }
-        let block: Vec<u8> = (0..MIB as usize)
-            .map(|i| b"0123456789abcdef\n"[i % 17])
-            .collect();
-        for _ in 0..1024 {
-            if s.write_all(&block).await.is_err() {
-                state.peer_closed.store(true, Ordering::SeqCst);
-                return;
-            }
-            state.written.fetch_add(MIB, Ordering::SeqCst);
-        }
-    } else {
-        let _ = s
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .await;
-    }
-}
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -127,12 +57,7 @@ fn spawn_agent(dir: &Path, sock: &Path, url: &str) -> ChildGuard {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_docker_stream_over_a_slow_link_keeps_agent_memory_bounded() {
     let dir = scratch();
-    let sock = dir.join("d.sock");
-    let docker = Arc::new(FakeDocker::default());
-    tokio::spawn(serve_docker(
-        UnixListener::bind(&sock).unwrap(),
-        docker.clone(),
-    ));
+    let (sock, docker) = fake_docker::start(&dir);
     let hub = FakeHub::start().await;
     let mut child = spawn_agent(&dir, &sock, &hub.url());
     let pid = child.0.id();
@@ -176,7 +101,7 @@ async fn a_fast_docker_stream_over_a_slow_link_keeps_agent_memory_bounded() {
         }
         frames += 1;
         // The slow link: about 1 ms per frame, well below what Docker offers.
-        if frames % 4 == 0 {
+        if frames.is_multiple_of(4) {
             tokio::time::sleep(Duration::from_millis(4)).await;
         }
         let lead = docker
@@ -215,7 +140,7 @@ async fn a_fast_docker_stream_over_a_slow_link_keeps_agent_memory_bounded() {
     .await;
     let d = docker.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !d.peer_closed.load(Ordering::SeqCst) {
+    while !d.big_closed.load(Ordering::SeqCst) {
         // Keep reading so the agent is never blocked on the link.
         let _ = tokio::time::timeout(Duration::from_millis(50), conn.ws.next()).await;
         assert!(

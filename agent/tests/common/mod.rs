@@ -3,6 +3,8 @@
 //! an in-process agent, and small HTTP/Docker probes.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod fake_docker;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
