@@ -28,6 +28,9 @@ async fn open_events(conn: &mut HubConn) -> String {
     id
 }
 
+/// The tests of this file count the same daemon-wide listeners: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn listeners_reach(rig: &Rig, what: &str, cond: impl Fn(u64) -> bool) -> u64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -48,6 +51,7 @@ async fn hub_stream_end_cancels_events_at_the_daemon() {
     let Some(rig) = mooring_tests::rig::rig() else {
         return;
     };
+    let _serial = SERIAL.lock().await;
     let hub = FakeHub::start().await;
     let agent = start_agent(config(&hub.url(), &rig.docker_sock)).await;
     let mut conn = hub.accept_welcomed().await;
@@ -97,6 +101,7 @@ async fn link_loss_cancels_every_in_flight_request() {
     let Some(rig) = mooring_tests::rig::rig() else {
         return;
     };
+    let _serial = SERIAL.lock().await;
     let hub = FakeHub::start().await;
     let agent = start_agent(config(&hub.url(), &rig.docker_sock)).await;
     let mut conn = hub.accept_welcomed().await;
@@ -129,6 +134,7 @@ async fn shutdown_sends_a_close_frame_and_cancels_in_flight_work() {
     let Some(rig) = mooring_tests::rig::rig() else {
         return;
     };
+    let _serial = SERIAL.lock().await;
     let hub = FakeHub::start().await;
     let agent = start_agent(config(&hub.url(), &rig.docker_sock)).await;
     let mut conn = hub.accept_welcomed().await;

@@ -245,3 +245,40 @@ async fn requests_run_concurrently_and_the_limit_answers_busy() {
     assert_eq!(agent.handle.stats().in_flight, 1);
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_host_over_tcp_reaches_the_daemon() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    // The rig's daemon listens on a unix socket only: put a tcp front on it.
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let sock = rig.docker_sock.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = front.accept().await.unwrap();
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                let mut unix = tokio::net::UnixStream::connect(sock).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+            });
+        }
+    });
+    let hub = FakeHub::start().await;
+    let mut cfg = config(&hub.url(), &rig.docker_sock);
+    cfg.docker = mooring_docker::Endpoint::parse(&format!("tcp://{addr}")).unwrap();
+    let agent = start_agent(cfg).await;
+    let mut conn = hub.accept_welcomed().await;
+    assert_eq!(conn.hello.docker_version, rig.docker_version);
+    let Frame::Response(r) = conn.call(request("GET", "/version")).await else {
+        panic!()
+    };
+    assert_eq!(r.status_code, 200);
+    let s = conn
+        .stream(request("GET", &format!("/images/{}/json", rig.image)))
+        .await;
+    assert_eq!(s.end.as_ref().unwrap().status_code, Some(200));
+    assert!(s.text().contains(&rig.image_id));
+    agent.stop().await;
+}

@@ -26,6 +26,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
 
+/// How long a tcp connection to the daemon may take to open.
+pub const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The newest Engine API version whose calls Mooring itself makes.
 pub const MAX_CLIENT_API: &str = "1.43";
 
@@ -175,6 +178,9 @@ impl DockerClient {
             Endpoint::Tcp(_) => {
                 let mut http = HttpConnector::new();
                 http.set_nodelay(true);
+                // A blackholed host must not hang a request for the OS's
+                // ~2 min; unix sockets fail at once anyway.
+                http.set_connect_timeout(Some(TCP_CONNECT_TIMEOUT));
                 Transport::Tcp(Client::builder(TokioExecutor::new()).build(http))
             }
         };

@@ -3,6 +3,8 @@
 //! an in-process agent, and small HTTP/Docker probes.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod fake_docker;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -277,4 +279,14 @@ pub async fn events_listeners(rig: &mooring_tests::rig::Rig) -> u64 {
     })
     .await
     .unwrap()
+}
+
+/// A child process killed (and reaped) when the test ends, even on panic.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
