@@ -14,9 +14,8 @@
 //! - `health`: `GET /_hawser/health` and `/_hawser/info`.
 //! - [`stats`]: live counters for health, tests and operators.
 //!
-//! A later `telemetry` module (metrics, container events) plugs in next to
-//! `relay`: it sends through the same outbox, and adds its capability names
-//! to [`capabilities`] only once wired.
+//! - [`telemetry`]: host metrics and container events; one instance for the
+//!   agent's life, whose frames each live connection forwards to its outbox.
 //!
 //! The library never installs a tracing subscriber, reads the process
 //! environment for settings, or exits the process: that is `main.rs`.
@@ -26,7 +25,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use mooring_docker::DockerClient;
-use mooring_protocol::{caps, limits, Hello};
+use mooring_protocol::{caps, limits, Frame, Hello};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -53,13 +53,18 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(4);
 /// How long the agent's own Docker calls (version at hello) may take.
 const DOCKER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The capabilities announced in `hello`: only what is really wired.
+/// The capabilities every connection announces in `hello`.
 ///
 /// Relay is the base protocol and needs no name; the status-code extension
-/// is always on. `exec`, `metrics`, `events` and `compose` are not (yet).
+/// is always on. `metrics` and `events` are added per connection, only when
+/// [`telemetry::probe_capabilities`] finds they work on this host; `exec`
+/// and `compose` are not offered.
 pub fn capabilities() -> Vec<String> {
     vec![caps::STREAM_STATUS.to_owned()]
 }
+
+/// Frames telemetry queues for the hub between two connections.
+const TELEMETRY_QUEUE: usize = 64;
 
 /// What stops the agent from running at all.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +90,10 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) tracker: TaskTracker,
     docker_version: RwLock<String>,
+    /// Capabilities found working at the last probe (telemetry's).
+    probed_caps: RwLock<Vec<&'static str>>,
+    /// Telemetry frames for the hub; the live connection drains it.
+    telemetry_rx: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
     health_addr: Option<SocketAddr>,
 }
 
@@ -120,6 +129,26 @@ impl Shared {
         if let Ok(mut slot) = self.docker_version.write() {
             *slot = version;
         }
+        if self.config.metrics_interval.is_some() {
+            let caps = tokio::time::timeout(
+                DOCKER_PROBE_TIMEOUT,
+                telemetry::probe_capabilities(&self.docker),
+            )
+            .await
+            .unwrap_or_default();
+            if let Ok(mut slot) = self.probed_caps.write() {
+                *slot = caps;
+            }
+        }
+    }
+
+    /// Capabilities for `hello`: the fixed ones plus those probed working.
+    pub(crate) fn capabilities(&self) -> Vec<String> {
+        let mut all = capabilities();
+        if let Ok(probed) = self.probed_caps.read() {
+            all.extend(probed.iter().map(|c| (*c).to_owned()));
+        }
+        all
     }
 
     /// The `hello` frame for the current state.
@@ -132,7 +161,7 @@ impl Shared {
             token: self.config.token.expose().to_owned(),
             docker_version: self.docker_version(),
             hostname: self.config.hostname.clone(),
-            capabilities: capabilities(),
+            capabilities: self.capabilities(),
         }
     }
 }
@@ -189,6 +218,8 @@ impl Agent {
         };
         let health_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let docker = DockerClient::new(config.docker.clone());
+        let (telemetry_tx, telemetry_rx) = mpsc::channel(TELEMETRY_QUEUE);
+        let metrics_interval = config.metrics_interval;
         let shared = Arc::new(Shared {
             config,
             docker,
@@ -196,6 +227,8 @@ impl Agent {
             tls,
             tracker: TaskTracker::new(),
             docker_version: RwLock::new("unknown".into()),
+            probed_caps: RwLock::new(Vec::new()),
+            telemetry_rx: tokio::sync::Mutex::new(telemetry_rx),
             health_addr,
         });
         tracing::info!(
@@ -210,6 +243,16 @@ impl Agent {
             shared
                 .tracker
                 .spawn(health::serve(listener, shared.clone(), shutdown.clone()));
+        }
+        if let Some(interval) = metrics_interval {
+            // One Telemetry for the agent's life: its resume point and event
+            // order survive reconnects; the link forwards while connected.
+            shared.tracker.spawn(telemetry::Telemetry::default().run(
+                shared.docker.clone(),
+                telemetry_tx,
+                interval,
+                shutdown.clone(),
+            ));
         }
         shared
             .tracker

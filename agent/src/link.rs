@@ -213,6 +213,9 @@ async fn session(shared: &Arc<Shared>, shutdown: &CancellationToken) -> Outcome 
         relay_settings(shared),
         shared.stats.clone(),
     );
+    shared
+        .tracker
+        .spawn(forward_telemetry(shared.clone(), outbox.clone(), conn.clone()).in_current_span());
     let reason = read_loop(shared, &mut stream, &outbox, &relay, &conn, shutdown).await;
     if shutdown.is_cancelled() {
         // Relays are already cancelled (child tokens); say goodbye first.
@@ -230,6 +233,27 @@ async fn session(shared: &Arc<Shared>, shutdown: &CancellationToken) -> Outcome 
         return Outcome::Lost(why);
     }
     Outcome::Lost(reason)
+}
+
+/// Moves telemetry frames to this connection's outbox until it ends; the
+/// queue outlives the connection, so frames wait (bounded) for the next.
+async fn forward_telemetry(shared: Arc<Shared>, outbox: Outbox, conn: CancellationToken) {
+    let mut rx = tokio::select! {
+        rx = shared.telemetry_rx.lock() => rx,
+        _ = conn.cancelled() => return,
+    };
+    loop {
+        let frame = tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => return,
+            },
+            _ = conn.cancelled() => return,
+        };
+        if outbox.send(&frame).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn relay_settings(shared: &Shared) -> RelaySettings {

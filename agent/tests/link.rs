@@ -26,6 +26,7 @@ async fn hello_carries_identity_docker_version_and_only_wired_capabilities() {
     assert_eq!(h.version, mooring_agent::VERSION);
     assert_eq!(h.docker_version, rig.docker_version);
     assert!(!h.hostname.is_empty());
+    // Telemetry off in this config: neither metrics nor events announced.
     assert_eq!(h.capabilities, vec![caps::STREAM_STATUS.to_string()]);
     for absent in [caps::EXEC, caps::METRICS, caps::EVENTS, caps::COMPOSE] {
         assert!(

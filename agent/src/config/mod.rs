@@ -110,6 +110,14 @@ pub struct Cli {
         default_value = "60"
     )]
     pub max_reconnect_delay: String,
+    /// Seconds between two host `metrics` frames (0 turns metrics and container events off).
+    #[arg(
+        long,
+        env = "METRICS_INTERVAL",
+        value_name = "SECONDS",
+        default_value = "30"
+    )]
+    pub metrics_interval: String,
     /// Log filter: error, warn, info, debug, trace (or a tracing directive list). RUST_LOG wins when set.
     #[arg(long, env = "LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -201,6 +209,8 @@ pub struct Config {
     pub stream_chunk_bytes: usize,
     /// Encoded bytes the writer queue may hold before senders wait.
     pub send_queue_bytes: usize,
+    /// Interval of host `metrics` frames; `None` turns telemetry off.
+    pub metrics_interval: Option<Duration>,
 }
 
 impl Config {
@@ -227,6 +237,7 @@ impl Config {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             stream_chunk_bytes: limits::DEFAULT_STREAM_CHUNK_BYTES,
             send_queue_bytes: 8 * 1024 * 1024,
+            metrics_interval: Some(crate::telemetry::DEFAULT_METRICS_INTERVAL),
         }
     }
 }
@@ -316,6 +327,14 @@ impl Cli {
             &self.max_reconnect_delay,
             "60",
         )?;
+        let metrics_interval = match self.metrics_interval.trim() {
+            "0" | "0.0" => None,
+            text => Some(seconds(
+                "METRICS_INTERVAL (--metrics-interval)",
+                text,
+                "30",
+            )?),
+        };
         if max_reconnect_delay < reconnect_delay {
             return Err(bad(
                 "MAX_RECONNECT_DELAY (--max-reconnect-delay)",
@@ -368,6 +387,7 @@ impl Cli {
         config.reconnect_delay = reconnect_delay;
         config.max_reconnect_delay = max_reconnect_delay;
         config.max_frame_bytes = self.max_frame_bytes;
+        config.metrics_interval = metrics_interval;
         config.max_concurrent_requests = self.max_concurrent_requests;
         config.stream_chunk_bytes =
             limits::DEFAULT_STREAM_CHUNK_BYTES.min(self.max_frame_bytes / 2);

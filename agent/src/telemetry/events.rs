@@ -26,10 +26,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::backoff::Backoff;
 use super::event_map::{parse_line, Cursor};
 use super::outbox::{Drive, Outbox};
 use super::{TelemetryError, TelemetryOptions, TelemetryStatus};
+use crate::backoff::Backoff;
 
 /// Longest wait for Docker to answer the events request with its headers.
 pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(10);

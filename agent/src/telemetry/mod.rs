@@ -16,7 +16,7 @@
 //! - `events`: the Docker event stream loop (reconnect, resume, dedupe).
 //! - `event_map`: Docker event JSON → `ContainerEvent`, the resume cursor.
 //! - `outbox`: the bounded event queue in front of the link.
-//! - `backoff`, `timefmt`: reconnect delays; RFC 3339 from unix nanos.
+//! - `timefmt`: RFC 3339 from unix nanos (reconnect delays: [`crate::backoff`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
-mod backoff;
 mod event_map;
 mod events;
 pub mod metrics;

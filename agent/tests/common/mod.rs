@@ -186,7 +186,8 @@ pub fn request(method: &str, path: &str) -> Request {
     }
 }
 
-/// A config for an in-process agent: fast reconnects, its own state.
+/// A config for an in-process agent: fast reconnects, its own state, no
+/// telemetry (tests of telemetry over the link turn it on).
 pub fn config(hub_url: &str, docker_sock: &Path) -> Config {
     let mut c = Config::new(
         hub_url,
@@ -196,6 +197,7 @@ pub fn config(hub_url: &str, docker_sock: &Path) -> Config {
     c.agent_name = "test-agent".into();
     c.reconnect_delay = Duration::from_millis(200);
     c.max_reconnect_delay = Duration::from_secs(2);
+    c.metrics_interval = None;
     c
 }
 
