@@ -108,8 +108,21 @@ async fn dial(shared: &Shared) -> Result<Ws, String> {
         Some(connector),
     )
     .await
-    .map_err(|e| error_chain(&e))?;
+    .map_err(|e| with_tls_hint(error_chain(&e)))?;
     Ok(ws)
+}
+
+/// Adds what to do when the hub's certificate is not trusted.
+fn with_tls_hint(text: String) -> String {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") {
+        format!(
+            "{text} (the hub's TLS certificate is not trusted: set CA_CERT to the file of the CA \
+             that signed it, or fix the hub's certificate)"
+        )
+    } else {
+        text
+    }
 }
 
 fn now_millis() -> u64 {

@@ -3,4 +3,5 @@
 //! Integration tests live in `tests/tests/`; [`rig`] finds the services that
 //! `tests/rig/rig.sh up` started.
 
+pub mod procs;
 pub mod rig;
