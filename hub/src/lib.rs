@@ -15,6 +15,12 @@
 //! - [`link`]: the agent endpoint, live links, pending requests, limits.
 //! - [`envs`]: [`envs::EnvClient`], one interface to local and edge Docker.
 //! - [`api`]: axum routers and [`api::ApiError`].
+//! - [`status`]: connectivity status of environments, metrics history.
+//! - [`events`]: the live event bus behind `GET /api/events`.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`).
+//! - [`ui`]: the web dashboard's assets, `/install.sh`, dashboard login.
+//! - [`sessions`]: dashboard sessions (cookie → API key).
+//! - [`install`]: the hub's public URL and agent enrollment commands.
 //! - [`state`]: [`state::AppState`], shared by handlers and tasks.
 //! - [`server`]: the accept loop ([`run`]), TLS, graceful shutdown.
 //!
@@ -29,11 +35,17 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod envs;
+pub mod events;
+pub mod install;
 pub mod link;
+pub mod metrics;
 pub mod server;
+pub mod sessions;
 pub mod setup;
 pub mod state;
+pub mod status;
 pub mod store;
+pub mod ui;
 
 pub use server::{run, run_tls};
 pub use state::{AppState, Settings};

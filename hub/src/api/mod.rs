@@ -14,14 +14,21 @@
 //! - [`registries`]: container registries (passwords never returned).
 //! - [`apikeys`]: API keys.
 //! - [`docker`]: the Docker Engine API passthrough.
+//! - [`events`]: `GET /api/events`, live events as SSE or JSON.
+//! - [`telemetry`]: `GET /api/environments/{id}/metrics`, metrics history.
+//!
+//! Outside `api`, [`crate::ui`] adds the dashboard and `/api/session`, and
+//! [`crate::metrics`] adds `GET /metrics`.
 
 pub mod apikeys;
 pub mod docker;
 pub mod environments;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod registries;
+pub mod telemetry;
 pub mod tokens;
 
 use axum::Router;
@@ -40,6 +47,10 @@ pub fn routes() -> Router<AppState> {
         .merge(registries::routes())
         .merge(apikeys::routes())
         .merge(docker::routes())
+        .merge(events::routes())
+        .merge(telemetry::routes())
+        .merge(crate::metrics::routes())
+        .merge(crate::ui::routes())
         .merge(crate::link::router())
         // Other modules add their routes here, e.g.:
         // .merge(crate::jobs::routes()).merge(crate::push::routes())
