@@ -231,10 +231,14 @@ impl Monitor {
 }
 
 /// An agent link was established (called once per link, after it is
-/// registered).
+/// registered): clears the stored disconnect reason, then publishes
+/// `agent.connected`.
 pub(crate) async fn on_connect(state: &AppState, link: &LinkHandle) {
     let agent = link.agent();
     state.metrics.agent_connected();
+    if let Err(err) = state.store.record_connect(link.env_id()).await {
+        tracing::warn!(%err, "could not record the connect in the store");
+    }
     state.events.publish(
         EventKind::AgentConnected,
         link.env_id(),
@@ -246,20 +250,45 @@ pub(crate) async fn on_connect(state: &AppState, link: &LinkHandle) {
             "dockerVersion": agent.docker_version,
         }),
     );
-    if let Err(err) = state.store.record_connect(link.env_id()).await {
-        tracing::warn!(%err, "could not record the connect in the store");
-    }
 }
 
 /// An agent link ended with `text` (called once per link, after it was
-/// unregistered). Records, counts and publishes the disconnect.
+/// closed): records reason, count, last-seen and last metrics in the
+/// store, unregisters the link (if it is still the environment's), then
+/// counts and publishes `agent.disconnected`. In that order, so whoever
+/// sees the environment offline also sees why.
 pub(crate) async fn on_disconnect(state: &AppState, link: &LinkHandle, text: &str) {
+    let env_id = link.env_id();
     let reason = DisconnectReason::classify(text, state.shutdown.is_cancelled());
-    let agent = link.agent();
+    let env_gone =
+        reason == DisconnectReason::Deleted && state.store.get_environment(env_id).await.is_err();
+    if env_gone {
+        state.monitor.forget(env_id);
+    } else {
+        let last = state
+            .monitor
+            .last(env_id)
+            .and_then(|s| serde_json::to_string(&s).ok());
+        let recorded = state
+            .store
+            .record_disconnect(
+                env_id,
+                reason.as_str(),
+                now_secs(),
+                link.last_seen_ms() / 1000,
+                last.as_deref(),
+            )
+            .await;
+        if let Err(err) = recorded {
+            tracing::warn!(%err, "could not record the disconnect in the store");
+        }
+    }
+    state.links.disconnect_if(env_id, link.conn_id(), text);
     state.metrics.agent_disconnected(reason.as_str());
+    let agent = link.agent();
     state.events.publish(
         EventKind::AgentDisconnected,
-        link.env_id(),
+        env_id,
         json!({
             "agentId": agent.id,
             "agentName": agent.name,
@@ -267,29 +296,6 @@ pub(crate) async fn on_disconnect(state: &AppState, link: &LinkHandle, text: &st
             "message": text,
         }),
     );
-    if reason == DisconnectReason::Deleted
-        && state.store.get_environment(link.env_id()).await.is_err()
-    {
-        state.monitor.forget(link.env_id());
-        return;
-    }
-    let last = state
-        .monitor
-        .last(link.env_id())
-        .and_then(|s| serde_json::to_string(&s).ok());
-    let recorded = state
-        .store
-        .record_disconnect(
-            link.env_id(),
-            reason.as_str(),
-            now_secs(),
-            link.last_seen_ms() / 1000,
-            last.as_deref(),
-        )
-        .await;
-    if let Err(err) = recorded {
-        tracing::warn!(%err, "could not record the disconnect in the store");
-    }
 }
 
 /// A second agent was refused for `env_id` while `live` holds the link.

@@ -46,12 +46,12 @@ pub(crate) async fn run(ws: WebSocket, link: LinkHandle, queues: LinkQueues, sta
     );
     let reason = read_loop(stream, &link, &state).await;
     link.close(&reason);
-    state
-        .links
-        .disconnect_if(link.env_id(), link.conn_id(), &reason);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    // Records last-seen, reason and count; publishes agent.disconnected.
+    let reason = link.close_reason().unwrap_or(reason);
+    // Records last-seen, reason and count, then unregisters the link (so
+    // the environment reads offline with its reason), then publishes
+    // agent.disconnected.
     crate::status::on_disconnect(&state, &link, &reason).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     let actor = format!("agent:{}", link.agent().id);
     let target = format!("environment:{}", link.env_id());
     let _ = state

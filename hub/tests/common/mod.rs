@@ -231,6 +231,40 @@ impl TestHub {
         }
     }
 
+    /// Stops the hub gracefully and starts a new one on the same data dir
+    /// (same store, same admin key, a new port).
+    pub async fn restart(mut self) -> TestHub {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+        self.state.store.close().await;
+        let settings = (*self.state.settings).clone();
+        let (store, _) =
+            mooring_hub::setup::open_store(&self.data_dir, "/nonexistent/docker.sock", None)
+                .await
+                .expect("reopen store");
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(store, settings, shutdown.clone())
+            .await
+            .expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(mooring_hub::run(listener, state.clone(), shutdown.clone()));
+        let dir = std::mem::replace(&mut self._dir, TempDir(PathBuf::new()));
+        TestHub {
+            addr,
+            state,
+            admin_key: self.admin_key.clone(),
+            data_dir: self.data_dir.clone(),
+            shutdown,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
