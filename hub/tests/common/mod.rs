@@ -10,6 +10,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod web;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
