@@ -7,6 +7,9 @@
 //! request; the key's row is still read on every request, so a revocation
 //! takes effect at once.
 //!
+//! The dashboard sends no header: it holds a session cookie
+//! ([`crate::sessions`]) that maps to an API key, checked the same way.
+//!
 //! Permissions are `resource:action` (`images:push`, `docker:proxy`);
 //! `resource:*` grants every action of a resource and `*` everything. A key
 //! may be limited to some environments.
@@ -22,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::ApiError;
 use crate::crypto;
+use crate::metrics::AuthKind;
 use crate::state::AppState;
 use crate::store::ApiKeyRecord;
 
@@ -35,6 +39,7 @@ pub const KNOWN_RESOURCES: &[&str] = &[
     "jobs",
     "docker",
     "audit",
+    "metrics",
 ];
 
 /// Checks the syntax of a permission string.
@@ -80,6 +85,8 @@ pub struct Auth {
     pub name: String,
     permissions: Vec<String>,
     environments: Option<Vec<i64>>,
+    /// The dashboard session the caller came with, if any.
+    pub(crate) session: Option<crate::sessions::SessionKey>,
 }
 
 impl Auth {
@@ -90,6 +97,7 @@ impl Auth {
             name: "no-auth".into(),
             permissions: vec!["*".into()],
             environments: None,
+            session: None,
         }
     }
 
@@ -99,6 +107,26 @@ impl Auth {
             name: record.name.clone(),
             permissions: record.permissions.clone(),
             environments: record.environments.clone(),
+            session: None,
+        }
+    }
+
+    /// Whether the credential is still good: the key not revoked, the
+    /// session not ended (long-lived streams check this now and then).
+    pub async fn still_valid(&self, state: &AppState) -> bool {
+        if let Some(session) = &self.session {
+            if !state.sessions.is_live(session) {
+                return false;
+            }
+        }
+        match self.key_id {
+            None => true,
+            Some(id) => match state.store.get_api_key(id).await {
+                Ok(k) => k.record.revoked_at.is_none(),
+                Err(crate::store::StoreError::NotFound(_)) => false,
+                // A store hiccup does not end a stream.
+                Err(_) => true,
+            },
         }
     }
 
@@ -255,14 +283,43 @@ impl FromRequestParts<AppState> for Auth {
             return Ok(Auth::anonymous_admin());
         }
         let Some(key) = bearer(parts) else {
-            return Err(ApiError::unauthorized(
-                "Missing API key: send \"Authorization: Bearer <key>\"",
-            ));
+            return session_auth(parts, state).await;
         };
         match verify_api_key(state, key).await? {
             Some(record) => Ok(Auth::from_record(&record)),
-            None => Err(ApiError::unauthorized("Invalid or revoked API key")),
+            None => {
+                state.metrics.auth_failed(AuthKind::ApiKey);
+                Err(ApiError::unauthorized("Invalid or revoked API key"))
+            }
         }
+    }
+}
+
+/// Authenticates by the dashboard's session cookie.
+async fn session_auth(parts: &Parts, state: &AppState) -> Result<Auth, ApiError> {
+    let Some(id) = crate::sessions::cookie_value(&parts.headers) else {
+        return Err(ApiError::unauthorized(
+            "Missing API key: send \"Authorization: Bearer <key>\" (or log in to the dashboard)",
+        ));
+    };
+    let ended = || {
+        state.metrics.auth_failed(AuthKind::Session);
+        ApiError::unauthorized("Session ended or unknown: log in again")
+    };
+    let Some((session, key_id)) = state.sessions.lookup(id) else {
+        return Err(ended());
+    };
+    match state.store.get_api_key(key_id).await {
+        Ok(k) if k.record.revoked_at.is_none() => {
+            let mut auth = Auth::from_record(&k.record);
+            auth.session = Some(session);
+            Ok(auth)
+        }
+        Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
+            state.sessions.remove_key(&session);
+            Err(ended())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -297,6 +354,7 @@ mod tests {
             name: "ci".into(),
             permissions: vec!["images:push".into()],
             environments: Some(vec![2]),
+            session: None,
         };
         assert!(a.require("images:push", Some(2)).is_ok());
         assert_eq!(a.require("images:push", Some(3)).unwrap_err().status(), 403);

@@ -110,6 +110,16 @@ pub struct ServeArgs {
     /// Concurrent HTTP connections.
     #[arg(long, env = "MOORING_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// The hub's public URL as agents and browsers reach it
+    /// (`https://hub.example.com`), used in agent install commands and
+    /// /install.sh. Default: taken from each request's Host header.
+    #[arg(long, env = "MOORING_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Also serve GET /metrics WITHOUT authentication on this address
+    /// (e.g. 127.0.0.1:9464 for a local Prometheus). On the main address
+    /// /metrics needs an API key with `metrics:read`.
+    #[arg(long, env = "MOORING_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -129,7 +139,13 @@ impl ServeArgs {
                 "--max-links, --max-pending-per-link and --max-connections must be > 0".into(),
             );
         }
+        let public_url = self
+            .public_url
+            .as_deref()
+            .map(crate::install::check_public_url)
+            .transpose()?;
         Ok(Settings {
+            public_url,
             ping_interval: Duration::from_secs(self.ping_interval_secs),
             silence_timeout: Duration::from_secs(self.silence_timeout_secs),
             probe_timeout: Duration::from_secs(self.probe_timeout_secs),

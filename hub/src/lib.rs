@@ -18,6 +18,12 @@
 //! - [`jobs`]: background jobs, their bounded event logs, SSE.
 //! - [`push`]: image push: tag rules, registry auth, progress, the route.
 //! - [`client`]: HTTP client of a running hub (the `push` subcommand).
+//! - [`status`]: connectivity status of environments, metrics history.
+//! - [`events`]: the live event bus behind `GET /api/events`.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`).
+//! - [`ui`]: the web dashboard's assets, `/install.sh`, dashboard login.
+//! - [`sessions`]: dashboard sessions (cookie → API key).
+//! - [`install`]: the hub's public URL and agent enrollment commands.
 //! - [`state`]: [`state::AppState`], shared by handlers and tasks.
 //! - [`server`]: the accept loop ([`run`]), TLS, graceful shutdown.
 //!
@@ -33,13 +39,19 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod envs;
+pub mod events;
+pub mod install;
 pub mod jobs;
 pub mod link;
+pub mod metrics;
 pub mod push;
 pub mod server;
+pub mod sessions;
 pub mod setup;
 pub mod state;
+pub mod status;
 pub mod store;
+pub mod ui;
 
 pub use server::{run, run_tls};
 pub use state::{AppState, Settings};

@@ -108,6 +108,17 @@ async fn serve(
         scheme.1,
         mooring_protocol::limits::CONNECT_PATH
     );
+    if let Some(addr) = args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+        tracing::info!("metrics without authentication on http://{addr}/metrics");
+        state.tracker.spawn(mooring_hub::metrics::run_listener(
+            metrics,
+            state.clone(),
+            shutdown.clone(),
+        ));
+    }
     let signals = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

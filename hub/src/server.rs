@@ -129,10 +129,10 @@ async fn serve(
         tracker.spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_conn(tcp, peer, router, shutdown).await,
+                None => serve_conn(tcp, peer, router, shutdown, false).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_conn(stream, peer, router, shutdown).await,
+                        Ok(Ok(stream)) => serve_conn(stream, peer, router, shutdown, true).await,
                         Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -155,12 +155,20 @@ async fn serve(
     }
 }
 
-async fn serve_conn<IO>(io: IO, peer: SocketAddr, router: Router, shutdown: CancellationToken)
-where
+async fn serve_conn<IO>(
+    io: IO,
+    peer: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+    tls: bool,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = router.map_request(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        if tls {
+            req.extensions_mut().insert(crate::install::ServedOverTls);
+        }
         req
     });
     let conn = hyper::server::conn::http1::Builder::new()

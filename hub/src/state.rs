@@ -17,8 +17,12 @@ use crate::api::ApiError;
 use crate::auth::KeyCache;
 use crate::envs::{EnvClient, EnvError, Timeouts};
 use crate::jobs::{JobLimits, Jobs};
+use crate::events::Events;
 use crate::link::ratelimit::{FailedAuth, ReconnectThrottle};
 use crate::link::{LinkLimits, Links};
+use crate::metrics::HubMetrics;
+use crate::sessions::Sessions;
+use crate::status::Monitor;
 use crate::store::{EnvKind, Store};
 
 /// Version of this hub build.
@@ -56,6 +60,9 @@ pub struct Settings {
     pub auth_free_failures: u32,
     /// Cap of the failed-auth delay.
     pub auth_max_delay: Duration,
+    /// The hub's public URL (`--public-url`), for agent install commands;
+    /// `None`: derived from each request's Host header.
+    pub public_url: Option<String>,
     /// Concurrent HTTP connections.
     pub max_connections: usize,
     /// API authentication disabled (local demo only).
@@ -83,6 +90,7 @@ impl Default for Settings {
             reconnects_per_minute: 12,
             auth_free_failures: 5,
             auth_max_delay: Duration::from_secs(30),
+            public_url: None,
             max_connections: 4096,
             no_auth: false,
             job_limits: JobLimits::default(),
@@ -131,6 +139,14 @@ pub struct AppState {
     /// Bounds concurrent argon2 verifications (CPU-heavy).
     pub(crate) verify_slots: Arc<Semaphore>,
     pub(crate) key_cache: Arc<KeyCache>,
+    /// Live events (`GET /api/events`); `events.publish(…)` to emit one.
+    pub events: Events,
+    /// Metrics history and connectivity status of environments.
+    pub monitor: Arc<Monitor>,
+    /// Prometheus metrics; e.g. `metrics.push_finished(outcome, duration)`.
+    pub metrics: Arc<HubMetrics>,
+    /// Dashboard sessions.
+    pub sessions: Arc<Sessions>,
     locals: Arc<Mutex<HashMap<i64, (String, DockerClient)>>>,
 }
 
@@ -159,6 +175,10 @@ impl AppState {
             reconnects: Arc::new(ReconnectThrottle::new(settings.reconnects_per_minute)),
             verify_slots: Arc::new(Semaphore::new(4)),
             key_cache: Arc::new(KeyCache::new(1024)),
+            events: Events::default(),
+            monitor: Arc::new(Monitor::default()),
+            metrics: Arc::new(HubMetrics::new()),
+            sessions: Arc::new(Sessions::default()),
             locals: Arc::new(Mutex::new(HashMap::new())),
             settings: Arc::new(settings),
             store,

@@ -104,6 +104,9 @@ const REASONS = {
   timeout: 'heartbeat timeout',
   replaced: 'replaced by a newer connection',
   refused: 'refused by the hub',
+  revoked: 'token revoked or expired',
+  deleted: 'environment deleted',
+  shutdown: 'hub restarted',
 };
 const reasonText = (r) => REASONS[r] || String(r);
 
@@ -286,7 +289,7 @@ function describeEvent(ev) {
       return `Refused agent ${d.agentName || d.agentId || ''}: another agent holds this environment`.replace('  ', ' ');
     case 'container': {
       const attrs = (d.Actor && d.Actor.Attributes) || {};
-      const name = d.name || attrs.name || (d.id || d.ID || '').slice(0, 12) || 'container';
+      const name = d.containerName || d.name || attrs.name || (d.containerId || d.id || d.ID || '').slice(0, 12) || 'container';
       const action = d.action || d.Action || d.status || 'changed';
       return `Container ${name}: ${action}`;
     }

@@ -186,6 +186,7 @@ async fn revoke(
     auth.require_global("apikeys:write")?;
     let record = state.store.revoke_api_key(id).await?;
     state.key_cache.forget(id);
+    state.sessions.forget_key(id);
     state
         .audit(
             &auth.actor(),

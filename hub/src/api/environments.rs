@@ -5,6 +5,13 @@
 //! "conflict": {…}|null}`. For an edge environment `agent` is the live
 //! agent, or the last one seen when offline; `conflict` names a second
 //! agent refused recently. Deleting an environment drops its link.
+//!
+//! Connectivity fields (issue #5): `connectedAt`, `lastSeen` (RFC 3339 or
+//! null), `rttMs` (round trip of the hub's last timed ping; for a local
+//! environment, of Docker's `/_ping`), `lastMetrics` (the last sample or
+//! null), `disconnectReason` (`closed`, `timeout`, `replaced`, `refused`,
+//! `revoked`, `deleted`, `shutdown`; null while online) and
+//! `disconnectCount`. They survive a hub restart (see [`crate::status`]).
 
 use std::time::Duration;
 
@@ -91,6 +98,23 @@ pub struct EnvironmentView {
     pub agent: Option<AgentView>,
     /// A refused second agent, if recent.
     pub conflict: Option<ConflictView>,
+    /// When the current (or last) link was established (RFC 3339).
+    pub connected_at: Option<String>,
+    /// Last frame from the agent (RFC 3339, ms).
+    pub last_seen: Option<String>,
+    /// Round trip of the last timed ping, ms.
+    pub rtt_ms: Option<f64>,
+    /// The last host metrics sample.
+    pub last_metrics: Option<crate::status::Sample>,
+    /// Why the last link ended, while offline.
+    pub disconnect_reason: Option<String>,
+    /// Links ended so far.
+    pub disconnect_count: i64,
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    let base = rfc3339(ms.div_euclid(1000));
+    format!("{}.{:03}Z", base.trim_end_matches('Z'), ms.rem_euclid(1000))
 }
 
 /// Builds the view of `env` with its live status.
@@ -98,11 +122,22 @@ pub async fn view(state: &AppState, env: Environment) -> EnvironmentView {
     let mut status = "offline";
     let mut agent = env.agent.clone();
     let mut conflict: Option<Conflict> = None;
+    let stored = state.store.env_status(env.id).await.unwrap_or_default();
+    let mut last_seen = env
+        .agent
+        .as_ref()
+        .filter(|a| a.last_seen > 0)
+        .map(|a| rfc3339(a.last_seen));
+    let mut rtt_ms = None;
+    let mut online = false;
     match env.kind {
         EnvKind::Edge => {
             if let Some(link) = state.links.get(env.id) {
+                online = true;
                 let mut live = link.agent().clone();
                 live.last_seen = link.last_seen_ms() / 1000;
+                last_seen = Some(rfc3339_ms(link.last_seen_ms()));
+                rtt_ms = link.rtt_ms();
                 agent = Some(live);
                 conflict = state.links.conflict(env.id);
                 status = if conflict.is_some() {
@@ -121,15 +156,38 @@ pub async fn view(state: &AppState, env: Environment) -> EnvironmentView {
                     headers: Default::default(),
                     body: None,
                 };
+                let started = std::time::Instant::now();
                 let answered =
                     tokio::time::timeout(Duration::from_secs(2), client.request(call)).await;
                 if matches!(answered, Ok(Ok(ref r)) if r.status == 200) {
                     status = "online";
+                    online = true;
+                    rtt_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
                 }
             }
         }
     }
+    let last_metrics = state.monitor.last(env.id).or_else(|| {
+        stored
+            .last_metrics
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+    });
+    let connected_at = agent
+        .as_ref()
+        .filter(|a| a.connected_at > 0)
+        .map(|a| rfc3339(a.connected_at));
     EnvironmentView {
+        connected_at,
+        last_seen,
+        rtt_ms,
+        last_metrics,
+        disconnect_reason: if online {
+            None
+        } else {
+            stored.disconnect_reason
+        },
+        disconnect_count: stored.disconnect_count,
         id: env.id,
         name: env.name,
         kind: env.kind,
@@ -267,6 +325,7 @@ async fn remove(
     state.store.delete_environment(id).await?;
     state.links.disconnect(id, "Environment deleted");
     state.forget_env(id);
+    state.monitor.forget(id);
     state
         .audit(
             &auth.actor(),

@@ -16,14 +16,21 @@
 //! - [`docker`]: the Docker Engine API passthrough.
 //! - `crate::jobs::api` (`GET`/`DELETE /api/jobs/{id}`) and
 //!   `crate::push::api` (`POST /api/images/push`) are merged in [`routes`].
+//! - [`events`]: `GET /api/events`, live events as SSE or JSON.
+//! - [`telemetry`]: `GET /api/environments/{id}/metrics`, metrics history.
+//!
+//! Outside `api`, [`crate::ui`] adds the dashboard and `/api/session`, and
+//! [`crate::metrics`] adds `GET /metrics`.
 
 pub mod apikeys;
 pub mod docker;
 pub mod environments;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod registries;
+pub mod telemetry;
 pub mod tokens;
 
 use axum::Router;
@@ -42,6 +49,10 @@ pub fn routes() -> Router<AppState> {
         .merge(registries::routes())
         .merge(apikeys::routes())
         .merge(docker::routes())
+        .merge(events::routes())
+        .merge(telemetry::routes())
+        .merge(crate::metrics::routes())
+        .merge(crate::ui::routes())
         .merge(crate::link::router())
         .merge(crate::jobs::api::routes())
         .merge(crate::push::api::routes())

@@ -83,6 +83,9 @@ pub struct CreatedToken {
     pub environment_id: i64,
     /// Expiry (RFC 3339), if any.
     pub expires_at: Option<String>,
+    /// How to install an agent with it (API answers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install: Option<crate::install::InstallCommands>,
 }
 
 /// Creates a token for edge environment `env_id` (shared by API and CLI).
@@ -121,6 +124,7 @@ pub async fn create_token(
         prefix,
         environment_id: env_id,
         expires_at: expires_at.map(rfc3339),
+        install: None,
     })
 }
 
@@ -135,11 +139,22 @@ async fn create(
     State(state): State<AppState>,
     auth: Auth,
     IdPath(env_id): IdPath,
+    headers: axum::http::HeaderMap,
+    ext: axum::http::Extensions,
     body: Option<JsonBody<CreateBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require("tokens:write", Some(env_id))?;
     let body = body.map(|b| b.0).unwrap_or_default();
-    let created = create_token(&state.store, env_id, body.expires_in_secs).await?;
+    let tls = ext.get::<crate::install::ServedOverTls>().is_some();
+    let base = crate::install::public_url(state.settings.public_url.as_deref(), &headers, tls);
+    let mut created = create_token(&state.store, env_id, body.expires_in_secs).await?;
+    created.install = match base {
+        Ok(base) => Some(crate::install::commands(&base, &created.token)?),
+        Err(err) => {
+            tracing::info!(error = %err, "no install commands: public URL unknown");
+            None
+        }
+    };
     state
         .audit(
             &auth.actor(),

@@ -81,6 +81,19 @@ impl LinkHandle {
         call: &DockerCall,
         timeout: Duration,
     ) -> Result<DockerResponse, EnvError> {
+        let started = std::time::Instant::now();
+        let result = self.call_whole_inner(call, timeout).await;
+        let outcome = crate::metrics::outcome_of(result.as_ref().err());
+        self.counters()
+            .request_done(false, outcome, started.elapsed());
+        result
+    }
+
+    async fn call_whole_inner(
+        &self,
+        call: &DockerCall,
+        timeout: Duration,
+    ) -> Result<DockerResponse, EnvError> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id.clone(), Waiter::Whole(tx))?;
@@ -122,6 +135,8 @@ impl LinkHandle {
             status: None,
             finished: false,
             tail: None,
+            started: std::time::Instant::now(),
+            metered: false,
         };
         tracing::debug!(request_id = %id, method = %call.method, path = %call.path, "stream request to agent");
         // On failure `stream` is dropped, which forgets the request.
@@ -140,6 +155,9 @@ pub struct EdgeStream {
     status: Option<u16>,
     finished: bool,
     tail: Option<Bytes>,
+    started: std::time::Instant,
+    /// The outcome was counted in the link's metrics.
+    metered: bool,
 }
 
 impl std::fmt::Debug for EdgeStream {
@@ -179,6 +197,31 @@ impl EdgeStream {
 
     /// The next chunk; `Ok(None)` once the stream completed.
     pub async fn next_chunk(&mut self, idle: Option<Duration>) -> Result<Option<Bytes>, EnvError> {
+        let result = self.next_chunk_inner(idle).await;
+        match &result {
+            Ok(Some(_)) => {}
+            Ok(None) => self.meter(None),
+            Err(err) => self.meter(Some(err)),
+        }
+        result
+    }
+
+    /// Counts the stream's outcome once.
+    fn meter(&mut self, err: Option<&EnvError>) {
+        if !self.metered {
+            self.metered = true;
+            self.link.counters().request_done(
+                true,
+                crate::metrics::outcome_of(err),
+                self.started.elapsed(),
+            );
+        }
+    }
+
+    async fn next_chunk_inner(
+        &mut self,
+        idle: Option<Duration>,
+    ) -> Result<Option<Bytes>, EnvError> {
         if let Some(tail) = self.tail.take() {
             return Ok(Some(tail));
         }
@@ -255,6 +298,10 @@ impl EdgeStream {
 
 impl Drop for EdgeStream {
     fn drop(&mut self) {
+        if !self.finished {
+            // The consumer went away before the end.
+            self.meter(Some(&EnvError::Cancelled));
+        }
         self.finish_cancel();
     }
 }

@@ -151,6 +151,7 @@ async fn handle(mut ws: WebSocket, state: AppState, ip: Option<IpAddr>) {
         agent.clone(),
         state.settings.link_limits(),
         &state.shutdown,
+        state.metrics.link_counters(),
     );
     // The queue is empty: the welcome is the first frame the writer sends.
     link.try_send(Frame::Welcome(Welcome {
@@ -198,6 +199,7 @@ async fn handle(mut ws: WebSocket, state: AppState, ip: Option<IpAddr>) {
         )
         .await;
     tracing::info!(agent_name = %agent.name, version = %agent.version, "agent connected");
+    crate::status::on_connect(&state, &link).await;
     super::session::run(ws, link, queues, state).await;
 }
 
@@ -236,6 +238,9 @@ async fn authenticate(
         }
     }
     let fail = |message: &str| {
+        state
+            .metrics
+            .auth_failed(crate::metrics::AuthKind::AgentToken);
         let delay = ip.and_then(|ip| state.failed_auth.failure(ip));
         match delay {
             Some(d) => Refusal::retry(message, d),
@@ -340,6 +345,13 @@ async fn claim_environment(
             at: now_secs(),
             live_agent_id: live.agent().id.clone(),
         },
+    );
+    crate::status::on_conflict(
+        state,
+        admitted.env_id,
+        &hello.agent_id,
+        &hello.agent_name,
+        &live,
     );
     let live_agent = live.agent();
     Err(Refusal::new(format!(

@@ -37,6 +37,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::envs::EnvError;
+use crate::metrics::LinkCounters;
 use crate::store::{now_secs, AgentRecord};
 
 pub use endpoint::router;
@@ -86,6 +87,11 @@ struct LinkInner {
     cancel: CancellationToken,
     close_reason: Mutex<Option<String>>,
     limits: LinkLimits,
+    counters: LinkCounters,
+    /// The hub's last unanswered ping: its timestamp and when it left.
+    ping_out: Mutex<Option<(i64, std::time::Instant)>>,
+    /// Round trip of the last answered ping, microseconds (-1: none yet).
+    rtt_us: AtomicI64,
 }
 
 impl std::fmt::Debug for LinkHandle {
@@ -117,6 +123,7 @@ impl LinkHandle {
         agent: AgentRecord,
         limits: LinkLimits,
         parent: &CancellationToken,
+        counters: LinkCounters,
     ) -> (LinkHandle, LinkQueues) {
         let (out, out_rx) = mpsc::channel(limits.writer_queue.max(1));
         // Unbounded on purpose: each pending request is cancelled at most
@@ -140,6 +147,9 @@ impl LinkHandle {
                 cancel: parent.child_token(),
                 close_reason: Mutex::new(None),
                 limits,
+                counters,
+                ping_out: Mutex::new(None),
+                rtt_us: AtomicI64::new(-1),
             }),
         };
         (handle, LinkQueues { out_rx, cancels_rx })
@@ -177,6 +187,44 @@ impl LinkHandle {
 
     pub(crate) fn touch(&self) {
         self.inner.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The link's metrics counters (frames, bytes, requests).
+    pub fn counters(&self) -> &LinkCounters {
+        &self.inner.counters
+    }
+
+    /// Round trip of the last ping the hub timed, in milliseconds.
+    pub fn rtt_ms(&self) -> Option<f64> {
+        let us = self.inner.rtt_us.load(Ordering::Relaxed);
+        (us >= 0).then(|| us as f64 / 1000.0)
+    }
+
+    /// The writer sent a timed ping carrying `timestamp`.
+    pub(crate) fn ping_sent(&self, timestamp: i64) {
+        *lock(&self.inner.ping_out) = Some((timestamp, std::time::Instant::now()));
+    }
+
+    /// A `pong` arrived. A pong that echoes a hub timestamp (a number close
+    /// to the hub's clock in ms) answers the timed ping only if it echoes
+    /// exactly that one (not a probe's); a pong carrying the agent's own
+    /// clock (the reference agent sends unix seconds) or nothing answers
+    /// the outstanding timed ping. The round trip is then recorded.
+    pub(crate) fn pong_received(&self, timestamp: Option<&serde_json::Number>) {
+        const ECHO_WINDOW_MS: i64 = 3_600_000;
+        let mut out = lock(&self.inner.ping_out);
+        let Some((sent_ts, sent_at)) = *out else {
+            return;
+        };
+        let matches = match timestamp.and_then(|n| n.as_i64().or(n.as_f64().map(|f| f as i64))) {
+            Some(ts) if (ts - now_ms()).abs() < ECHO_WINDOW_MS => ts == sent_ts,
+            _ => true,
+        };
+        if matches {
+            *out = None;
+            let us = i64::try_from(sent_at.elapsed().as_micros()).unwrap_or(i64::MAX);
+            self.inner.rtt_us.store(us, Ordering::Relaxed);
+        }
     }
 
     /// Token cancelled when the link closes.

@@ -46,14 +46,12 @@ pub(crate) async fn run(ws: WebSocket, link: LinkHandle, queues: LinkQueues, sta
     );
     let reason = read_loop(stream, &link, &state).await;
     link.close(&reason);
-    state
-        .links
-        .disconnect_if(link.env_id(), link.conn_id(), &reason);
+    let reason = link.close_reason().unwrap_or(reason);
+    // Records last-seen, reason and count, then unregisters the link (so
+    // the environment reads offline with its reason), then publishes
+    // agent.disconnected.
+    crate::status::on_disconnect(&state, &link, &reason).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-    let last_seen = link.last_seen_ms() / 1000;
-    if let Err(err) = state.store.touch_agent(link.env_id(), last_seen).await {
-        tracing::warn!(%err, "could not record last-seen time");
-    }
     let actor = format!("agent:{}", link.agent().id);
     let target = format!("environment:{}", link.env_id());
     let _ = state
@@ -85,15 +83,21 @@ async fn write_loop(
                 reason: Some(end_reason::CANCELLED.to_owned()),
                 ..Default::default()
             }),
-            _ = ping.tick() => Frame::Ping(Ping { timestamp: Some(now_ms().into()) }),
+            _ = ping.tick() => {
+                let now = now_ms();
+                link.ping_sent(now);
+                Frame::Ping(Ping { timestamp: Some(now.into()) })
+            }
         };
         let text = frame.encode();
+        let len = text.len();
         tokio::select! {
             sent = sink.send(Message::Text(text.into())) => {
                 if let Err(err) = sent {
                     link.close(&format!("writing to the agent failed: {err}"));
                     break;
                 }
+                link.counters().frame_out(len);
             }
             _ = cancel.cancelled() => break,
         }
@@ -153,13 +157,15 @@ async fn read_loop(
                 }
                 Some(Ok(Message::Text(text))) => {
                     link.touch();
+                    link.counters().frame_in(text.len());
                     match Frame::decode_limited(text.as_str(), settings.max_frame_bytes) {
-                        Ok(frame) => dispatch(link, frame).await,
+                        Ok(frame) => dispatch(link, frame, state).await,
                         Err(err) => malformed(link, text.as_str(), &err.to_string()),
                     }
                 }
-                Some(Ok(Message::Binary(_))) => {
+                Some(Ok(Message::Binary(data))) => {
                     link.touch();
+                    link.counters().frame_in(data.len());
                     tracing::warn!("binary WebSocket message from agent ignored (protocol uses text frames)");
                 }
                 Some(Ok(_)) => link.touch(),
@@ -210,7 +216,7 @@ fn malformed(link: &LinkHandle, text: &str, err: &str) {
     }
 }
 
-async fn dispatch(link: &LinkHandle, frame: Frame) {
+async fn dispatch(link: &LinkHandle, frame: Frame, state: &AppState) {
     match frame {
         Frame::Response(resp) => {
             let waiter = link.pending().remove(&resp.request_id);
@@ -292,10 +298,11 @@ async fn dispatch(link: &LinkHandle, frame: Frame) {
                 timestamp: ping.timestamp,
             }));
         }
-        Frame::Pong(_) => {}
+        Frame::Pong(pong) => link.pong_received(pong.timestamp.as_ref()),
         Frame::Hello(_) => tracing::warn!("second hello on a live link ignored"),
-        Frame::Metrics(_) | Frame::ContainerEvent(_) => {
-            tracing::trace!("telemetry frame received (not handled yet)");
+        Frame::Metrics(metrics) => crate::status::on_metrics(state, link, &metrics),
+        Frame::ContainerEvent(event) => {
+            crate::status::on_container_event(state, link, &event.event);
         }
         other => tracing::debug!(kind = other.kind(), "frame ignored"),
     }

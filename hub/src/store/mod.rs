@@ -17,6 +17,7 @@ mod apikeys;
 mod audit;
 mod envs;
 mod registries;
+mod status;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use apikeys::{ApiKeyCandidate, ApiKeyRecord, NewApiKey};
 pub use audit::{AuditEntry, MAX_AUDIT_ROWS};
 pub use envs::{AgentRecord, EnvKind, Environment, EnvironmentPatch, NewEnvironment};
 pub use registries::{NewRegistry, Registry, RegistryPatch};
+pub use status::EnvStatusRecord;
 pub use tokens::{TokenCandidate, TokenRecord};
 
 /// File name of the SQLite database inside the data dir.

@@ -10,6 +10,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod web;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -228,6 +230,40 @@ impl TestHub {
                 panic!("environment {env_id} not {want} within {within:?}: {env}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the hub gracefully and starts a new one on the same data dir
+    /// (same store, same admin key, a new port).
+    pub async fn restart(mut self) -> TestHub {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+        self.state.store.close().await;
+        let settings = (*self.state.settings).clone();
+        let (store, _) =
+            mooring_hub::setup::open_store(&self.data_dir, "/nonexistent/docker.sock", None)
+                .await
+                .expect("reopen store");
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(store, settings, shutdown.clone())
+            .await
+            .expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(mooring_hub::run(listener, state.clone(), shutdown.clone()));
+        let dir = std::mem::replace(&mut self._dir, TempDir(PathBuf::new()));
+        TestHub {
+            addr,
+            state,
+            admin_key: self.admin_key.clone(),
+            data_dir: self.data_dir.clone(),
+            shutdown,
+            server: Some(server),
+            _dir: dir,
         }
     }
 
