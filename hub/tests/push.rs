@@ -168,6 +168,32 @@ async fn local_pushes_to_open_and_auth_registries() {
     )
     .await;
     push_expecting_auth_failure(&hub, &rig, None, bad).await;
+
+    // Each push ended as a `push.finished` event and in the push counters.
+    let key = Some(hub.hub.admin_key.as_str());
+    let (status, list) = hub
+        .hub
+        .api(axum::http::Method::GET, "/api/events?since=0", key, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let finished: Vec<&str> = list["events"]
+        .as_array()
+        .expect("events list")
+        .iter()
+        .filter(|e| e["kind"] == "push.finished")
+        .filter_map(|e| e["detail"]["status"].as_str())
+        .collect();
+    assert_eq!(finished, ["ok", "ok", "error"], "{list}");
+    let (status, text) = hub
+        .hub
+        .api_raw(axum::http::Method::GET, "/metrics", key, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&text);
+    for (outcome, n) in [("ok", 2), ("error", 1)] {
+        let line = format!("mooring_push_jobs_total{{outcome=\"{outcome}\"}} {n}");
+        assert!(text.contains(&line), "no {line:?} in:\n{text}");
+    }
 }
 
 #[tokio::test]

@@ -25,8 +25,10 @@ use super::run::PrepareError;
 use super::{prepare, registry_auth, target_tag, terminal_event, PushPlan, RegistryLocation};
 use crate::api::{ApiError, JsonBody};
 use crate::auth::Auth;
+use crate::events::EventKind;
 use crate::jobs::api::{event_stream, wants_event_stream};
 use crate::jobs::{JobMeta, JobsError};
+use crate::metrics::PushOutcome;
 use crate::state::AppState;
 use crate::store::{Registry, StoreError};
 
@@ -123,11 +125,12 @@ async fn push_image(
     let job = state
         .jobs
         .start("push", meta, move |writer| async move {
+            let job_id = writer.job().id();
             let started = Instant::now();
             let outcome = super::run(&client, &plan, &writer).await;
-            audit
-                .write(&job_state, &plan, &outcome, started.elapsed())
-                .await;
+            let took = started.elapsed();
+            audit.write(&job_state, &plan, &outcome, took).await;
+            announce(&job_state, env_id, job_id, &plan, &outcome, took);
             let (status, event) = terminal_event(&outcome);
             writer.finish(status, &event);
         })
@@ -211,6 +214,37 @@ fn jobs_error(err: JobsError) -> ApiError {
 
 fn registry_label(registry: &Registry) -> String {
     format!("{} (id {})", registry.name, registry.id)
+}
+
+/// Tells the rest of the hub a push ended: a `push.finished` event for
+/// dashboards and `/api/events`, and the Prometheus push counters.
+fn announce(
+    state: &AppState,
+    env_id: i64,
+    job_id: uuid::Uuid,
+    plan: &PushPlan,
+    outcome: &Result<super::Pushed, super::PushFailure>,
+    took: Duration,
+) {
+    let target = plan.target.to_string();
+    let (metric, detail) = match outcome {
+        Ok(p) => (
+            PushOutcome::Ok,
+            json!({"jobId": job_id, "status": "ok", "targetTag": target, "digest": p.digest}),
+        ),
+        Err(f) => (
+            if f.cancelled {
+                PushOutcome::Cancelled
+            } else {
+                PushOutcome::Error
+            },
+            json!({"jobId": job_id, "status": "error", "targetTag": target, "error": f.message}),
+        ),
+    };
+    state.metrics.push_finished(metric, took);
+    state
+        .events
+        .publish(EventKind::PushFinished, env_id, detail);
 }
 
 /// What the audit row of a push records, besides its outcome.
