@@ -224,6 +224,10 @@ pub enum TokenCommand {
         /// Lifetime: seconds, or with a unit (`90m`, `12h`, `30d`). Default: no expiry.
         #[arg(long, value_parser = parse_duration)]
         expires: Option<Duration>,
+        /// The hub's public URL (`https://hub.example.com`, as for `serve`):
+        /// with it, the install one-liner for the new token is printed too.
+        #[arg(long, env = "MOORING_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// List tokens (prefixes only).
     List {
