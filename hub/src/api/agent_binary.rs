@@ -379,6 +379,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn downloads_are_bounded_and_a_slot_is_held_until_the_body_ends() {
+        let dir = scratch("slots");
+        std::fs::write(dir.join("mooring-agent-x86_64"), vec![7u8; 200_000]).unwrap();
+        let bins = AgentBinaries::new(Some(dir.clone()));
+        let mut bodies = Vec::new();
+        for _ in 0..MAX_CONCURRENT {
+            let resp = serve_binary(&bins, &q(Some("x86_64"))).await.unwrap();
+            assert_eq!(resp.headers()[header::CONTENT_LENGTH], "200000");
+            bodies.push(resp);
+        }
+        let err = serve_binary(&bins, &q(Some("x86_64"))).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            with_retry_after(err).headers()[header::RETRY_AFTER],
+            RETRY_AFTER_SECS
+        );
+        // A finished download frees its slot.
+        let body = bodies.pop().unwrap().into_body();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(bytes.len(), 200_000);
+        assert!(serve_binary(&bins, &q(Some("x86_64"))).await.is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
     async fn the_digest_follows_a_replaced_file() {
         let dir = scratch("hash");
         let bins = AgentBinaries::new(Some(dir.clone()));
