@@ -28,6 +28,8 @@ usage: install.sh --token TOKEN [options]
   --hub URL         hub URL, http(s)://host[:port] (default: the hub that served this script)
   --ca-cert FILE    PEM CA certificate that signed the hub's certificate (copied to etc/mooring/ca.pem)
   --name NAME       agent name shown in the hub (default: the hostname)
+  --docker-socket PATH
+                    Docker socket the agent uses (default: /var/run/docker.sock)
   --prefix DIR      install under DIR instead of / (no root needed; requires --no-systemd)
   --no-systemd      do not install a systemd service; print how to run the agent
   --foreground      install, then run the agent in the foreground (implies --no-systemd)
@@ -61,6 +63,7 @@ managed_value() {
         TOKEN) value=$TOKEN ;;
         CA_CERT) [ -n "$CA_CERT" ] || return 1; value=$CA_DEST ;;
         AGENT_NAME) [ -n "$NAME" ] || return 1; value=$NAME ;;
+        DOCKER_SOCKET) [ -n "$DOCKER_SOCK" ] || return 1; value=$DOCKER_SOCK ;;
         TLS_SKIP_VERIFY) [ "$INSECURE" = 1 ] || return 1; value=true ;;
         MOORING_STATE_DIR) value=$STATE_DIR ;;
         *) return 1 ;;
@@ -68,7 +71,7 @@ managed_value() {
     printf '%s\n' "$value"
 }
 
-MANAGED_KEYS="DOCKHAND_SERVER_URL TOKEN CA_CERT AGENT_NAME TLS_SKIP_VERIFY MOORING_STATE_DIR"
+MANAGED_KEYS="DOCKHAND_SERVER_URL TOKEN CA_CERT AGENT_NAME DOCKER_SOCKET TLS_SKIP_VERIFY MOORING_STATE_DIR"
 
 # Writes $ENV_FILE atomically (mode 0600): existing lines are kept, a managed
 # key is replaced where it first appears (later duplicates dropped), and keys
@@ -214,7 +217,8 @@ install_service() {
     # The unit grants the group "docker"; follow the socket if Docker uses another one.
     dropin_dir="$unit_dir/$UNIT_NAME.d"
     dropin="$dropin_dir/10-docker-group.conf"
-    sock=/var/run/docker.sock
+    sock=$(env_get DOCKER_SOCKET "$ENV_FILE")
+    sock=${sock:-/var/run/docker.sock}
     sock_group=
     [ -S "$sock" ] && sock_group=$(stat -c %G "$sock" 2>/dev/null || true)
     if [ -n "$sock_group" ] && [ "$sock_group" != docker ] && [ "$sock_group" != UNKNOWN ]; then
@@ -248,6 +252,7 @@ main() {
     HUB=$MOORING_HUB_URL
     CA_CERT=
     NAME=
+    DOCKER_SOCK=
     PREFIX=
     SYSTEMD=1
     FOREGROUND=0
@@ -260,13 +265,14 @@ main() {
                 set -- "${opt%%=*}" "${opt#*=}" "$@"
                 continue
                 ;;
-            --token | --hub | --ca-cert | --name | --prefix)
+            --token | --hub | --ca-cert | --name | --docker-socket | --prefix)
                 [ $# -ge 2 ] || die "$opt needs a value (see --help)"
                 case $opt in
                     --token) TOKEN=$2 ;;
                     --hub) HUB=$2 ;;
                     --ca-cert) CA_CERT=$2 ;;
                     --name) NAME=$2 ;;
+                    --docker-socket) DOCKER_SOCK=$2 ;;
                     --prefix) PREFIX=$2 ;;
                 esac
                 shift 2
@@ -325,6 +331,24 @@ main() {
     case $NAME in
         *[!A-Za-z0-9._@-]*) die "--name may only use letters, digits and . _ @ -, got '$NAME'" ;;
     esac
+    if [ -n "$DOCKER_SOCK" ]; then
+        case $DOCKER_SOCK in
+            /*) ;;
+            *) die "--docker-socket must be an absolute path, got '$DOCKER_SOCK'" ;;
+        esac
+        case $DOCKER_SOCK in
+            *[[:space:]\"\'\\]*) die "--docker-socket must not contain spaces or quotes: '$DOCKER_SOCK'" ;;
+        esac
+        [ -S "$DOCKER_SOCK" ] ||
+            warn "no socket at $DOCKER_SOCK yet: the agent reports Docker unreachable until it exists"
+        if [ "$SYSTEMD" = 1 ]; then
+            case $DOCKER_SOCK in
+                /home/* | /root/* | /run/user/*)
+                    warn "the service cannot reach $DOCKER_SOCK (ProtectHome=yes hides /home, /root and /run/user): use a system socket, or override ProtectHome with 'systemctl edit mooring-agent'"
+                    ;;
+            esac
+        fi
+    fi
     if [ -n "$CA_CERT" ]; then
         [ -r "$CA_CERT" ] || die "cannot read the CA certificate '$CA_CERT'"
         grep -q -- '-----BEGIN CERTIFICATE-----' "$CA_CERT" ||

@@ -171,9 +171,24 @@ async fn env(store: &Store, cmd: EnvCommand, out: &mut Out) -> Result<(), AdminE
 
 async fn token(store: &Store, cmd: TokenCommand, out: &mut Out) -> Result<(), AdminError> {
     match cmd {
-        TokenCommand::Create { env, expires } => {
+        TokenCommand::Create {
+            env,
+            expires,
+            public_url,
+        } => {
+            let base = public_url
+                .as_deref()
+                .map(crate::install::check_public_url)
+                .transpose()
+                .map_err(AdminError::Usage)?;
             let found = store.find_environment(&env).await?;
-            let created = create_token(store, found.id, expires.map(|d| d.as_secs())).await?;
+            let mut created = create_token(store, found.id, expires.map(|d| d.as_secs())).await?;
+            if let Some(base) = &base {
+                created.install = Some(
+                    crate::install::commands(base, &created.token)
+                        .map_err(|e| AdminError::Usage(e.message().to_owned()))?,
+                );
+            }
             let _ = store
                 .audit(
                     "cli",
@@ -185,6 +200,15 @@ async fn token(store: &Store, cmd: TokenCommand, out: &mut Out) -> Result<(), Ad
             if out.json {
                 out.print_json(&created);
             } else {
+                match &created.install {
+                    Some(install) => {
+                        out.line("Install the agent on the Docker host with:");
+                        out.line(format!("  {}", install.one_liner));
+                    }
+                    None => out.line(
+                        "(add --public-url https://HUB, or set MOORING_PUBLIC_URL, to get the install one-liner)",
+                    ),
+                }
                 out.line(format!(
                     "token {} for environment {} ({:?}), expires {}; shown once:",
                     created.id,

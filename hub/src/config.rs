@@ -120,6 +120,12 @@ pub struct ServeArgs {
     /// /metrics needs an API key with `metrics:read`.
     #[arg(long, env = "MOORING_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Directory of the agent binaries served to `/install.sh`
+    /// (`GET /api/agent/binary?arch=…`): `mooring-agent-x86_64`,
+    /// `mooring-agent-aarch64`. Default: the directory of this executable,
+    /// where a plain `mooring-agent` also serves the host's own architecture.
+    #[arg(long, env = "MOORING_AGENT_BINARIES", value_name = "DIR")]
+    pub agent_binaries: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -157,6 +163,7 @@ impl ServeArgs {
             reconnects_per_minute: self.reconnects_per_minute.max(1),
             max_connections: self.max_connections,
             no_auth: self.no_auth,
+            agent_binaries: self.agent_binaries.clone(),
             ..Settings::default()
         })
     }
@@ -217,6 +224,10 @@ pub enum TokenCommand {
         /// Lifetime: seconds, or with a unit (`90m`, `12h`, `30d`). Default: no expiry.
         #[arg(long, value_parser = parse_duration)]
         expires: Option<Duration>,
+        /// The hub's public URL (`https://hub.example.com`, as for `serve`):
+        /// with it, the install one-liner for the new token is printed too.
+        #[arg(long, env = "MOORING_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// List tokens (prefixes only).
     List {

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::agent_binary::AgentBinaries;
 use crate::api::ApiError;
 use crate::auth::KeyCache;
 use crate::envs::{EnvClient, EnvError, Timeouts};
@@ -69,6 +70,9 @@ pub struct Settings {
     pub no_auth: bool,
     /// Limits of the job registry (pushes).
     pub job_limits: JobLimits,
+    /// Directory of the agent binaries served to installers
+    /// (`--agent-binaries`); `None`: next to the hub's executable.
+    pub agent_binaries: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -94,6 +98,7 @@ impl Default for Settings {
             max_connections: 4096,
             no_auth: false,
             job_limits: JobLimits::default(),
+            agent_binaries: None,
         }
     }
 }
@@ -147,6 +152,8 @@ pub struct AppState {
     pub metrics: Arc<HubMetrics>,
     /// Dashboard sessions.
     pub sessions: Arc<Sessions>,
+    /// Agent binaries served to installers (`GET /api/agent/binary`).
+    pub agent_binaries: Arc<AgentBinaries>,
     locals: Arc<Mutex<HashMap<i64, (String, DockerClient)>>>,
 }
 
@@ -179,6 +186,7 @@ impl AppState {
             monitor: Arc::new(Monitor::default()),
             metrics: Arc::new(HubMetrics::new()),
             sessions: Arc::new(Sessions::default()),
+            agent_binaries: Arc::new(AgentBinaries::new(settings.agent_binaries.clone())),
             locals: Arc::new(Mutex::new(HashMap::new())),
             settings: Arc::new(settings),
             store,

@@ -59,6 +59,38 @@ async fn admin_subcommands_work_on_the_store() {
     assert!(ok);
     let json_tok: serde_json::Value = serde_json::from_str(last_line(&out)).unwrap();
     assert_eq!(json_tok["environmentId"], 1);
+    // With the hub's public URL, the install one-liner comes first; the token stays last.
+    let (ok, out, err) = hub(
+        &data,
+        &[
+            "token",
+            "create",
+            "--env",
+            "nas",
+            "--public-url",
+            "https://hub.example.com/",
+        ],
+    );
+    assert!(ok, "{err}");
+    let fresh = last_line(&out);
+    assert!(
+        out.contains(&format!(
+            "curl -fsSL https://hub.example.com/install.sh | sudo sh -s -- --token {fresh}\n"
+        )),
+        "{out}"
+    );
+    let (ok, _, err) = hub(
+        &data,
+        &[
+            "token",
+            "create",
+            "--env",
+            "nas",
+            "--public-url",
+            "https://h/$(id)",
+        ],
+    );
+    assert!(!ok && err.contains("--public-url"), "{err}");
     let (ok, out, _) = hub(&data, &["token", "list"]);
     assert!(ok);
     assert!(out.contains(&token[..8]) && !out.contains(&token), "{out}");

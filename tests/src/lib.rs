@@ -3,5 +3,6 @@
 //! Integration tests live in `tests/tests/`; [`rig`] finds the services that
 //! `tests/rig/rig.sh up` started.
 
+pub mod hubctl;
 pub mod procs;
 pub mod rig;

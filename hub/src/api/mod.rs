@@ -18,10 +18,13 @@
 //!   `crate::push::api` (`POST /api/images/push`) are merged in [`routes`].
 //! - [`events`]: `GET /api/events`, live events as SSE or JSON.
 //! - [`telemetry`]: `GET /api/environments/{id}/metrics`, metrics history.
+//! - [`agent_binary`]: `GET /api/agent/binary` and `.sha256`, the agent
+//!   binaries the installer downloads (no auth, bounded).
 //!
 //! Outside `api`, [`crate::ui`] adds the dashboard and `/api/session`, and
 //! [`crate::metrics`] adds `GET /metrics`.
 
+pub mod agent_binary;
 pub mod apikeys;
 pub mod docker;
 pub mod environments;
@@ -51,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .merge(docker::routes())
         .merge(events::routes())
         .merge(telemetry::routes())
+        .merge(agent_binary::routes())
         .merge(crate::metrics::routes())
         .merge(crate::ui::routes())
         .merge(crate::link::router())

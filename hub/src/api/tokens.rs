@@ -83,7 +83,7 @@ pub struct CreatedToken {
     pub environment_id: i64,
     /// Expiry (RFC 3339), if any.
     pub expires_at: Option<String>,
-    /// How to install an agent with it (API answers only).
+    /// How to install an agent with it (API answers; CLI with `--public-url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub install: Option<crate::install::InstallCommands>,
 }
