@@ -7,25 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use mooring_tests::hubctl::{admin, env_id};
 use mooring_tests::procs::{bin_path, curl, free_port, make_certs, Proc, TempDir};
-
-/// Runs an admin subcommand on the store; returns its last stdout line.
-fn admin(data: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(bin_path("mooring-hub"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--docker-socket", "/nonexistent/docker.sock"])
-        .args(args)
-        .output()
-        .expect("mooring-hub runs");
-    assert!(
-        out.status.success(),
-        "mooring-hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().last().unwrap_or_default().trim().to_owned()
-}
 
 fn agent(
     hub_port: u16,
@@ -66,25 +49,7 @@ fn agent_trusts_a_private_ca_hub_only_with_ca_cert() {
     admin(&data, &["env", "create", "tls-edge", "--type", "edge"]);
     let api_key = admin(&data, &["apikey", "create", "tls-test", "-p", "*"]);
     let token = admin(&data, &["token", "create", "--env", "tls-edge"]);
-    let env_id = {
-        let out = Command::new(bin_path("mooring-hub"))
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--docker-socket",
-                "/nonexistent/docker.sock",
-                "--json",
-                "env",
-                "list",
-            ])
-            .output()
-            .expect("env list");
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("env list JSON");
-        list.as_array()
-            .and_then(|a| a.iter().find(|e| e["name"] == "tls-edge"))
-            .and_then(|e| e["id"].as_i64())
-            .expect("tls-edge listed")
-    };
+    let env_id = env_id(&data, "tls-edge");
 
     let port = free_port();
     let mut hub_cmd = Command::new(bin_path("mooring-hub"));
