@@ -1,0 +1,627 @@
+//! End to end with real processes only (issues #3 and #5): the
+//! `mooring-hub` binary serving on a temporary store, the `mooring-agent`
+//! binary dialing it, and the rig's real Docker behind the agent.
+//!
+//! Each test starts its own hub (so its events, counters and statuses are
+//! its own) and its own agents; they share only the rig's dockerd, so every
+//! assertion about Docker filters on what that test itself created.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mooring_tests::procs::{bin_path, curl, free_port, wait_tcp, Proc, TempDir};
+use mooring_tests::rig::Rig;
+use serde_json::Value;
+
+/// Hub ping interval (s) of these tests.
+const PING_SECS: u64 = 1;
+/// Hub silence timeout (s) of these tests.
+const SILENCE_SECS: u64 = 4;
+/// Generous bound for anything awaited here.
+const WAIT: Duration = Duration::from_secs(30);
+
+/* ------------------------------------------------------------------ hub */
+
+/// The hub binary serving a fresh store, with one edge environment, an
+/// agent token for it and an admin API key (all made with the admin CLI).
+struct Hub {
+    proc: Proc,
+    base: String,
+    key: String,
+    env_id: i64,
+    token: String,
+    _dir: TempDir,
+}
+
+/// Runs `mooring-hub --data-dir DATA --docker-socket SOCK ARGS…`; returns
+/// its stdout, failing the test on a non-zero exit.
+fn hub_cli(data: &Path, sock: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin_path("mooring-hub"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--docker-socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("mooring-hub runs");
+    assert!(
+        out.status.success(),
+        "mooring-hub {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn last_line(text: &str) -> String {
+    text.lines().last().unwrap_or_default().trim().to_owned()
+}
+
+impl Hub {
+    /// Prepares the store with the admin CLI and serves it with short
+    /// timings (`--silence-timeout-secs` = `silence`).
+    fn start(rig: &Rig, env_name: &str, silence: u64) -> Hub {
+        let dir = TempDir::new("mt-e2e");
+        let data = dir.path().join("data");
+        let sock = rig.docker_sock.as_path();
+        let created = hub_cli(
+            &data,
+            sock,
+            &["--json", "env", "create", env_name, "--type", "edge"],
+        );
+        let env: Value = serde_json::from_str(&last_line(&created)).expect("env create JSON");
+        let env_id = env["id"].as_i64().expect("env id");
+        let key = last_line(&hub_cli(
+            &data,
+            sock,
+            &["apikey", "create", "e2e", "-p", "*"],
+        ));
+        let token = last_line(&hub_cli(
+            &data,
+            sock,
+            &["token", "create", "--env", env_name],
+        ));
+        assert!(!key.is_empty() && !token.is_empty());
+
+        for _attempt in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(bin_path("mooring-hub"));
+            cmd.arg("--data-dir")
+                .arg(&data)
+                .arg("--docker-socket")
+                .arg(sock)
+                .arg("serve")
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--ping-interval-secs", &PING_SECS.to_string()])
+                .args(["--silence-timeout-secs", &silence.to_string()])
+                // Restarts and refused retries are part of these tests; the
+                // reconnect throttle has tests of its own.
+                .args(["--reconnects-per-minute", "600"])
+                .env("RUST_LOG", "info");
+            let mut proc = Proc::spawn("mooring-hub", cmd);
+            let base = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline && proc.exited().is_none() {
+                if curl(&format!("{base}/api/health"), &[]).0 == 200 {
+                    return Hub {
+                        proc,
+                        base,
+                        key,
+                        env_id,
+                        token,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            eprintln!("hub did not come up on port {port}:\n{}", proc.output());
+        }
+        panic!("the hub did not start in 3 attempts");
+    }
+
+    fn ws_url(&self) -> String {
+        format!("{}/api/hawser/connect", self.base.replacen("http", "ws", 1))
+    }
+
+    fn auth(&self) -> String {
+        format!("Authorization: Bearer {}", self.key)
+    }
+
+    /// `GET path` as the admin: status and raw body.
+    fn get_raw(&self, path: &str, extra: &[&str]) -> (u16, String) {
+        let auth = self.auth();
+        let mut args = vec!["-H", auth.as_str()];
+        args.extend_from_slice(extra);
+        curl(&format!("{}{path}", self.base), &args)
+    }
+
+    /// `GET path` as the admin, answer JSON (200 required).
+    fn get(&self, path: &str) -> Value {
+        let (code, body) = self.get_raw(path, &[]);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    fn env(&self) -> Value {
+        self.get(&format!("/api/environments/{}", self.env_id))
+    }
+
+    /// Polls the environment until `pred` holds; returns it.
+    fn wait_env(&self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let env = self.env();
+            if pred(&env) {
+                return env;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "environment not {what} within {within:?}: {env}\nhub:\n{}",
+                self.proc.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The kept events of this hub (JSON list), oldest first.
+    fn events(&self) -> Vec<Value> {
+        self.get("/api/events?since=0")["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Polls the event list until one matches; returns it.
+    fn wait_event(&self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let events = self.events();
+            if let Some(e) = events.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} event within {within:?}; events: {events:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Prometheus text of `GET /metrics` (the admin key has `metrics:read`).
+    fn prometheus(&self) -> String {
+        let (code, body) = self.get_raw("/metrics", &[]);
+        assert_eq!(code, 200, "/metrics: {body}");
+        body
+    }
+}
+
+/// The value of the sample `series` (name with labels) in Prometheus text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+/* ---------------------------------------------------------------- agent */
+
+/// The agent binary, with its state directory and health port.
+struct Agent {
+    proc: Proc,
+    port: u16,
+    state: PathBuf,
+}
+
+impl Agent {
+    /// Starts `mooring-agent` against `hub` with the rig's Docker, keeping
+    /// its id in `state`.
+    fn start(hub: &Hub, rig: &Rig, name: &str, state: &Path) -> Agent {
+        let port = free_port();
+        let mut cmd = Command::new(bin_path("mooring-agent"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DOCKHAND_SERVER_URL", hub.ws_url())
+            .env("TOKEN", &hub.token)
+            .env("DOCKER_SOCKET", &rig.docker_sock)
+            .env("PORT", port.to_string())
+            .env("MOORING_LISTEN_ADDR", "127.0.0.1")
+            .env("MOORING_STATE_DIR", state)
+            .env("AGENT_NAME", name)
+            .env("METRICS_INTERVAL", "1")
+            .env("HEARTBEAT_INTERVAL", "1")
+            .env("RECONNECT_DELAY", "0.2")
+            .env("MAX_RECONNECT_DELAY", "1");
+        let proc = Proc::spawn(name, cmd);
+        Agent {
+            proc,
+            port,
+            state: state.to_path_buf(),
+        }
+    }
+
+    /// The id kept in the state directory, once the agent has written it.
+    fn id_from_state(&self) -> String {
+        let file = self.state.join("agent-id");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(id) = std::fs::read_to_string(&file) {
+                let id = id.trim().to_owned();
+                if !id.is_empty() {
+                    return id;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {} after {WAIT:?}; agent:\n{}",
+                file.display(),
+                self.proc.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `GET /_hawser/info` on the agent's health port.
+    fn info(&self) -> Value {
+        wait_tcp(([127, 0, 0, 1], self.port).into(), WAIT);
+        let (code, body) = curl(&format!("http://127.0.0.1:{}/_hawser/info", self.port), &[]);
+        assert_eq!(code, 200, "/_hawser/info: {body}");
+        serde_json::from_str(&body).expect("info JSON")
+    }
+
+    /// Freezes the process (SIGSTOP): its TCP connections stay open but it
+    /// answers nothing, as a hung host would.
+    fn freeze(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.proc.pid().to_string()])
+            .status()
+            .expect("kill -STOP");
+        assert!(status.success());
+    }
+}
+
+/// A hub with the real agent online in its edge environment.
+fn online(rig: &Rig, name: &str, silence: u64) -> (Hub, Agent, TempDir) {
+    let hub = Hub::start(rig, name, silence);
+    let state = TempDir::new(&format!("mt-e2e-state-{name}"));
+    let agent = Agent::start(&hub, rig, &format!("{name}-agent"), state.path());
+    hub.wait_env("online", WAIT, |e| e["status"] == "online");
+    (hub, agent, state)
+}
+
+/* ---------------------------------------------------------------- tests */
+
+#[test]
+fn real_agent_comes_online_with_its_identity() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    let (hub, agent, _state) = online(&rig, "e2e-identity", SILENCE_SECS);
+    let id = agent.id_from_state();
+    let info = agent.info();
+    assert_eq!(info["agentId"], id.as_str(), "{info}");
+    assert_eq!(info["connected"], true, "{info}");
+
+    let env = hub.env();
+    let a = &env["agent"];
+    assert_eq!(a["id"], id.as_str(), "{env}");
+    assert_eq!(a["name"], "e2e-identity-agent");
+    assert_eq!(a["version"], info["version"]);
+    assert!(a["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert_eq!(a["dockerVersion"], rig.docker_version.as_str());
+    assert_eq!(a["hostname"], info["hostname"]);
+    assert!(a["hostname"].as_str().is_some_and(|h| !h.is_empty()));
+    let caps: Vec<&str> = a["capabilities"]
+        .as_array()
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for want in ["metrics", "events", "mooring.stream-status"] {
+        assert!(caps.contains(&want), "capability {want} in {caps:?}");
+    }
+    for field in ["connectedAt", "lastSeen"] {
+        assert!(
+            a[field].as_str().is_some_and(|t| t.ends_with('Z')),
+            "agent.{field}: {env}"
+        );
+        assert!(env[field].as_str().is_some(), "{field}: {env}");
+    }
+    assert!(env["disconnectReason"].is_null(), "{env}");
+    // The hub pings every second and the agent answers: a round trip.
+    hub.wait_env("timed by a ping", WAIT, |e| e["rttMs"].is_number());
+    // The hub's `local` environment is the rig's Docker, too.
+    let local = hub.get("/api/environments/1");
+    assert_eq!(local["type"], "local", "{local}");
+    assert!(
+        !hub.proc.output().contains(&hub.token),
+        "hub logged the token"
+    );
+    assert!(!agent.proc.output().contains(&hub.token), "agent logged it");
+}
+
+#[test]
+fn passthrough_through_the_real_agent_is_the_rigs_docker_and_is_counted() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    let (hub, agent, _state) = online(&rig, "e2e-relay", SILENCE_SECS);
+    let before = hub.prometheus();
+    let docker = format!("/api/environments/{}/docker", hub.env_id);
+    let mut calls = 0u32;
+    let mut relayed_bytes = 0usize;
+    let mut via_hub = |path: &str| -> Value {
+        let (code, body) = hub.get_raw(&format!("{docker}{path}"), &[]);
+        calls += 1;
+        relayed_bytes += body.len();
+        assert_eq!(
+            code,
+            200,
+            "{path} via the hub: {body}\nagent:\n{}",
+            agent.proc.output()
+        );
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    };
+    let direct = |path: &str| -> Value {
+        let (code, body) = rig
+            .docker_api_get(path)
+            .unwrap_or_else(|| panic!("rig docker did not answer {path}"));
+        assert_eq!(code, 200, "{path} on the rig: {body}");
+        serde_json::from_str(&body).expect("docker JSON")
+    };
+
+    let version = via_hub("/version");
+    assert_eq!(version, direct("/version"));
+    assert_eq!(version["Version"], rig.docker_version.as_str());
+    let versioned = via_hub("/v1.41/version");
+    assert_eq!(versioned, version);
+
+    // The rig image, exactly as Docker lists it.
+    let filter = "/images/json?filters=%7B%22reference%22%3A%5B%22rig%2Fbusybox%3A1%22%5D%7D";
+    let mine = via_hub(filter);
+    assert_eq!(mine, direct(filter));
+    assert_eq!(mine[0]["Id"], rig.image_id.as_str(), "{mine}");
+    // The whole list too (other tests add and remove images on the shared
+    // rig meanwhile: equal on some attempt within a few).
+    let mut last = (Value::Null, Value::Null);
+    let equal = (0..10).any(|_| {
+        last = (via_hub("/images/json"), direct("/images/json"));
+        last.0 == last.1
+    });
+    assert!(
+        equal,
+        "image lists differ:\nhub: {}\nrig: {}",
+        last.0, last.1
+    );
+    let ids: Vec<&str> = last.0.as_array().map_or(vec![], |l| {
+        l.iter().filter_map(|i| i["Id"].as_str()).collect()
+    });
+    assert!(ids.contains(&rig.image_id.as_str()), "{ids:?}");
+
+    // Unknown object: Docker's own 404 comes through.
+    let (code, body) = hub.get_raw(&format!("{docker}/containers/mooring-no-such/json"), &[]);
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("No such container"), "{body}");
+    calls += 1;
+
+    // Prometheus: every relayed call counted, and their bytes.
+    let after = hub.prometheus();
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    let ok = delta("mooring_relay_requests_total{outcome=\"ok\"}");
+    assert_eq!(ok, f64::from(calls), "requests ok delta\n{after}");
+    assert_eq!(
+        delta("mooring_relay_request_duration_seconds_count{mode=\"whole\"}"),
+        f64::from(calls)
+    );
+    assert!(delta("mooring_relay_frames_total{direction=\"hub_to_agent\"}") >= f64::from(calls));
+    assert!(delta("mooring_relay_frames_total{direction=\"agent_to_hub\"}") >= f64::from(calls));
+    let bytes_in = delta("mooring_relay_frame_bytes_total{direction=\"agent_to_hub\"}");
+    assert!(
+        bytes_in >= relayed_bytes as f64,
+        "{bytes_in} frame bytes in for {relayed_bytes} body bytes"
+    );
+    assert!(delta("mooring_relay_frame_bytes_total{direction=\"hub_to_agent\"}") > 0.0);
+    assert_eq!(sample(&after, "mooring_agents_connected"), 1.0);
+}
+
+/// Removes a container of the rig when dropped.
+struct Container<'a>(&'a Rig, String);
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.docker(&["rm", "-f", &self.1]);
+    }
+}
+
+#[test]
+fn real_agent_reports_host_metrics_and_container_events() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    let (hub, _agent, _state) = online(&rig, "e2e-telemetry", SILENCE_SECS);
+    let path = format!("/api/environments/{}/metrics", hub.env_id);
+    let deadline = Instant::now() + WAIT;
+    let samples = loop {
+        let samples = hub.get(&path)["samples"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if samples.len() >= 2 {
+            break samples;
+        }
+        assert!(Instant::now() < deadline, "no metrics samples: {samples:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let s = samples.last().expect("a sample");
+    assert!(s["cpuCores"].as_u64().is_some_and(|c| c >= 1), "{s}");
+    assert!(s["memoryTotal"].as_u64().is_some_and(|m| m > 0), "{s}");
+    assert!(s["timestamp"].as_i64().is_some_and(|t| t > 0), "{s}");
+    let env = hub.wait_env("with lastMetrics", WAIT, |e| e["lastMetrics"].is_object());
+    assert!(env["lastMetrics"]["memoryTotal"]
+        .as_u64()
+        .is_some_and(|m| m > 0));
+
+    let id = rig
+        .docker_ok(&["run", "-d", "--network", "none", &rig.image, "sleep", "30"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _cleanup = Container(&rig, id.clone());
+    let is = |action: &'static str| {
+        let id = id.clone();
+        let env_id = hub.env_id;
+        move |e: &Value| {
+            e["kind"] == "container"
+                && e["envId"] == env_id
+                && e["detail"]["containerId"] == id.as_str()
+                && e["detail"]["action"] == action
+        }
+    };
+    let start = hub.wait_event("container start", WAIT, is("start"));
+    assert_eq!(start["detail"]["image"], rig.image.as_str(), "{start}");
+    rig.docker_ok(&["stop", "-t", "1", &id])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let die = hub.wait_event("container die", WAIT, is("die"));
+    assert!(die["seq"].as_u64() > start["seq"].as_u64());
+}
+
+#[test]
+fn killed_agent_ends_open_streams_goes_offline_and_returns_with_its_id() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    let (hub, mut agent, state) = online(&rig, "e2e-kill", SILENCE_SECS);
+    let id = agent.id_from_state();
+    let first = hub.env();
+
+    // A stream open through the agent: Docker's event stream.
+    let mut cmd = Command::new("curl");
+    cmd.args(["-N", "-sS", "-i", "--max-time", "120", "-H", &hub.auth()])
+        .arg(format!(
+            "{}/api/environments/{}/docker/events",
+            hub.base, hub.env_id
+        ));
+    let mut stream = Proc::spawn("curl events", cmd);
+    stream.wait_output("HTTP/1.1 200", WAIT);
+    assert!(stream.exited().is_none(), "{}", stream.output());
+
+    let killed = Instant::now();
+    agent.proc.kill();
+    let ended = loop {
+        if let Some(status) = stream.exited() {
+            break status;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "the stream stayed open 10 s after its agent died:\n{}",
+            stream.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        !ended.success(),
+        "a stream cut by a dead agent must end with an error, not like a complete answer: {ended:?}\n{}",
+        stream.output()
+    );
+
+    let gone = hub.wait_env("offline", Duration::from_secs(SILENCE_SECS + 10), |e| {
+        e["status"] == "offline"
+    });
+    assert_eq!(gone["disconnectReason"], "closed", "{gone}");
+    assert_eq!(gone["disconnectCount"], 1, "{gone}");
+    assert_eq!(gone["agent"]["id"], id.as_str(), "the last agent is kept");
+    let event = hub.wait_event("agent.disconnected", WAIT, |e| {
+        e["kind"] == "agent.disconnected" && e["envId"] == hub.env_id
+    });
+    assert_eq!(event["detail"]["reason"], "closed", "{event}");
+    assert_eq!(event["detail"]["agentId"], id.as_str(), "{event}");
+
+    // Restarted on the same state directory: the same agent again.
+    let again = Agent::start(&hub, &rig, "e2e-kill-agent", state.path());
+    let back = hub.wait_env("online again", WAIT, |e| e["status"] == "online");
+    assert_eq!(again.id_from_state(), id);
+    assert_eq!(back["agent"]["id"], id.as_str(), "{back}");
+    assert!(back["disconnectReason"].is_null(), "{back}");
+    assert_ne!(back["connectedAt"], first["connectedAt"], "a new link");
+    let connects = hub
+        .events()
+        .iter()
+        .filter(|e| e["kind"] == "agent.connected" && e["envId"] == hub.env_id)
+        .count();
+    assert_eq!(connects, 2);
+}
+
+#[test]
+fn second_agent_on_the_same_token_is_refused_and_the_same_id_replaces_its_link() {
+    let Some(rig) = mooring_tests::rig::rig() else {
+        return;
+    };
+    // A silence timeout far above the steps below: the replacement must
+    // happen because of the agent id, not because the old link timed out.
+    let silence = 30;
+    let (hub, first, first_state) = online(&rig, "e2e-conflict", silence);
+    let first_id = first.id_from_state();
+
+    let other_state = TempDir::new("mt-e2e-state-other");
+    let mut other = Agent::start(&hub, &rig, "e2e-intruder", other_state.path());
+    let other_id = other.id_from_state();
+    assert_ne!(other_id, first_id);
+    // The refused agent says why, naming the live one.
+    other.proc.wait_output("already served by agent", WAIT);
+    let log = other.proc.output();
+    assert!(log.contains(&first_id), "names the live agent's id:\n{log}");
+    assert!(log.contains("e2e-conflict-agent"), "and its name:\n{log}");
+    let conflict = hub.wait_env("in conflict", WAIT, |e| e["status"] == "conflict");
+    assert_eq!(conflict["agent"]["id"], first_id.as_str(), "{conflict}");
+    assert_eq!(
+        conflict["conflict"]["agentId"],
+        other_id.as_str(),
+        "{conflict}"
+    );
+    assert_eq!(conflict["conflict"]["agentName"], "e2e-intruder");
+    let event = hub.wait_event("agent.conflict", WAIT, |e| {
+        e["kind"] == "agent.conflict" && e["envId"] == hub.env_id
+    });
+    assert_eq!(event["detail"]["agentId"], other_id.as_str(), "{event}");
+    assert_eq!(event["detail"]["liveAgentId"], first_id.as_str(), "{event}");
+    assert!(
+        !other.proc.output().contains("connected to the hub"),
+        "never welcomed"
+    );
+    other.proc.kill();
+
+    // The first agent's host hangs (its TCP connection stays open) and the
+    // agent is restarted with the same id: the new link replaces the old
+    // one at once, without waiting for the silence timeout.
+    first.freeze();
+    let hung_at = Instant::now();
+    let restarted = Agent::start(&hub, &rig, "e2e-conflict-agent", first_state.path());
+    let replaced = hub.wait_event("agent.disconnected (replaced)", WAIT, |e| {
+        e["kind"] == "agent.disconnected" && e["envId"] == hub.env_id
+    });
+    assert_eq!(replaced["detail"]["reason"], "replaced", "{replaced}");
+    assert!(hung_at.elapsed() < Duration::from_secs(silence));
+    let env = hub.wait_env("online with the new link", WAIT, |e| {
+        e["status"] == "online" && e["connectedAt"] != conflict["connectedAt"]
+    });
+    assert_eq!(env["agent"]["id"], first_id.as_str(), "{env}");
+    assert_eq!(restarted.id_from_state(), first_id);
+    assert!(
+        env["conflict"].is_null(),
+        "the new link clears the conflict: {env}"
+    );
+
+    // The hung process dies for good: its late TCP close must not take the
+    // environment offline (it no longer owns the link).
+    let mut first = first;
+    first.proc.kill();
+    let watch_until = Instant::now() + Duration::from_secs(PING_SECS * 3);
+    while Instant::now() < watch_until {
+        let env = hub.env();
+        assert_eq!(env["status"], "online", "{env}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let disconnects: Vec<Value> = hub
+        .events()
+        .into_iter()
+        .filter(|e| e["kind"] == "agent.disconnected" && e["envId"] == hub.env_id)
+        .collect();
+    assert_eq!(disconnects.len(), 1, "{disconnects:#?}");
+}
