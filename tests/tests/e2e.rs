@@ -299,9 +299,17 @@ fn real_agent_comes_online_with_its_identity() {
     };
     let (hub, agent, _state) = online(&rig, "e2e-identity", SILENCE_SECS);
     let id = agent.id_from_state();
-    let info = agent.info();
+    // The hub shows the link a moment before the agent has read `welcome`.
+    let deadline = Instant::now() + WAIT;
+    let info = loop {
+        let info = agent.info();
+        if info["connected"] == true {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "agent never connected: {info}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(info["agentId"], id.as_str(), "{info}");
-    assert_eq!(info["connected"], true, "{info}");
 
     let env = hub.env();
     let a = &env["agent"];
@@ -319,6 +327,10 @@ fn real_agent_comes_online_with_its_identity() {
     for want in ["metrics", "events", "mooring.stream-status"] {
         assert!(caps.contains(&want), "capability {want} in {caps:?}");
     }
+    assert_eq!(
+        info["capabilities"], a["capabilities"],
+        "info says what hello said"
+    );
     for field in ["connectedAt", "lastSeen"] {
         assert!(
             a[field].as_str().is_some_and(|t| t.ends_with('Z')),
