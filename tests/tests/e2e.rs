@@ -593,6 +593,18 @@ fn killed_agent_ends_open_streams_goes_offline_and_returns_with_its_id() {
     assert_eq!(again.id_from_state(), id);
     assert_eq!(back["agent"]["id"], id.as_str(), "{back}");
     assert!(back["disconnectReason"].is_null(), "{back}");
+    // The event follows the status by a moment.
+    let after = event["seq"].as_u64().unwrap_or(u64::MAX);
+    let reconnected = hub.wait_event("agent.connected again", WAIT, |e| {
+        e["kind"] == "agent.connected"
+            && e["envId"] == hub.env_id
+            && e["seq"].as_u64().is_some_and(|s| s > after)
+    });
+    assert_eq!(
+        reconnected["detail"]["agentId"],
+        id.as_str(),
+        "{reconnected}"
+    );
     let connects: Vec<Value> = hub
         .events()
         .into_iter()
