@@ -108,7 +108,7 @@ async fn answer(
             "apiVersion": shared.docker.api_version(),
             "mode": "edge",
             "connected": connected,
-            "capabilities": crate::capabilities(),
+            "capabilities": shared.capabilities(),
         });
         return Ok(json_response(StatusCode::OK, info));
     }

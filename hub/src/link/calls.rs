@@ -181,23 +181,33 @@ impl EdgeStream {
         self.status
     }
 
-    /// Waits for the first event without consuming its data (so the status
-    /// of a Mooring agent's first chunk is known before reading).
+    /// Waits until Docker's status is known (a Mooring agent sends it at
+    /// once, on an empty first chunk), the first data arrives, or the stream
+    /// ends — without consuming any data. A quiet stream (`/events`,
+    /// `logs?follow=1`) is therefore answered at once, not at its first
+    /// line.
     pub(crate) async fn prime(&mut self, idle: Option<Duration>) -> Result<(), EnvError> {
-        if self.finished || self.tail.is_some() {
+        if self.finished || self.tail.is_some() || self.status.is_some() {
             return Ok(());
         }
-        if let Some(chunk) = self.next_chunk(idle).await? {
-            self.tail = Some(chunk);
-        } else {
-            self.tail = None;
+        match self.next_chunk_inner(idle, true).await {
+            Ok(chunk) => {
+                self.tail = chunk;
+                if self.finished {
+                    self.meter(None);
+                }
+                Ok(())
+            }
+            Err(err) => {
+                self.meter(Some(&err));
+                Err(err)
+            }
         }
-        Ok(())
     }
 
     /// The next chunk; `Ok(None)` once the stream completed.
     pub async fn next_chunk(&mut self, idle: Option<Duration>) -> Result<Option<Bytes>, EnvError> {
-        let result = self.next_chunk_inner(idle).await;
+        let result = self.next_chunk_inner(idle, false).await;
         match &result {
             Ok(Some(_)) => {}
             Ok(None) => self.meter(None),
@@ -218,9 +228,12 @@ impl EdgeStream {
         }
     }
 
+    /// The next data chunk; with `until_status`, also returns `Ok(None)`
+    /// (stream not finished) as soon as the status is known.
     async fn next_chunk_inner(
         &mut self,
         idle: Option<Duration>,
+        until_status: bool,
     ) -> Result<Option<Bytes>, EnvError> {
         if let Some(tail) = self.tail.take() {
             return Ok(Some(tail));
@@ -254,6 +267,9 @@ impl EdgeStream {
                     }
                     if !data.is_empty() {
                         return Ok(Some(data));
+                    }
+                    if until_status && self.status.is_some() {
+                        return Ok(None);
                     }
                 }
                 StreamEvent::Whole(answer) => {
@@ -343,5 +359,106 @@ mod tests {
             panic!()
         };
         assert!(r.is_binary, "a tar body is never sent as JSON");
+    }
+
+    /// A link to an agent announcing `mooring.stream-status`, and its
+    /// queues (kept so frames to the agent can be sent).
+    fn status_link() -> (LinkHandle, super::super::LinkQueues) {
+        let agent = crate::store::AgentRecord {
+            id: "a".into(),
+            name: "a".into(),
+            version: "0".into(),
+            docker_version: "20.10".into(),
+            hostname: "h".into(),
+            capabilities: vec![mooring_protocol::caps::STREAM_STATUS.into()],
+            connected_at: 0,
+            last_seen: 0,
+        };
+        let limits = super::super::LinkLimits {
+            max_pending: 8,
+            stream_buffer: 8,
+            stream_stall: Duration::from_secs(5),
+            writer_queue: 8,
+        };
+        LinkHandle::new(
+            1,
+            1,
+            1,
+            agent,
+            limits,
+            &tokio_util::sync::CancellationToken::new(),
+            crate::metrics::HubMetrics::new().link_counters(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_quiet_stream_is_primed_by_its_status_alone() {
+        let (link, _queues) = status_link();
+        let get = DockerCall {
+            method: http::Method::GET,
+            path: "/events".into(),
+            headers: Headers::new(),
+            body: None,
+        };
+        let mut stream = link.open_stream(&get).await.expect("open");
+        let (tx, _) = link
+            .pending()
+            .stream_sender(stream.request_id())
+            .expect("stream waiter");
+        // The agent's first frame: Docker's status, no data yet (no event).
+        tx.send(StreamEvent::Chunk {
+            data: Bytes::new(),
+            status: Some(200),
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), stream.prime(None))
+            .await
+            .expect("primed by the status, without waiting for data")
+            .expect("primed");
+        assert_eq!(stream.status(), Some(200));
+        // Data that comes later is read in full, and the end is clean.
+        tx.send(StreamEvent::Chunk {
+            data: Bytes::from_static(b"{}"),
+            status: None,
+        })
+        .await
+        .unwrap();
+        tx.send(StreamEvent::End {
+            status: None,
+            reason: Some(end_reason::COMPLETED.into()),
+            error: None,
+        })
+        .await
+        .unwrap();
+        let chunk = stream.next_chunk(None).await.expect("chunk");
+        assert_eq!(chunk.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(stream.next_chunk(None).await.expect("end"), None);
+    }
+
+    #[tokio::test]
+    async fn priming_keeps_the_first_data_for_the_reader() {
+        let (link, _queues) = status_link();
+        let get = DockerCall {
+            method: http::Method::GET,
+            path: "/events".into(),
+            headers: Headers::new(),
+            body: None,
+        };
+        let mut stream = link.open_stream(&get).await.expect("open");
+        let (tx, _) = link
+            .pending()
+            .stream_sender(stream.request_id())
+            .expect("stream waiter");
+        tx.send(StreamEvent::Chunk {
+            data: Bytes::from_static(b"first"),
+            status: Some(404),
+        })
+        .await
+        .unwrap();
+        stream.prime(None).await.expect("primed");
+        assert_eq!(stream.status(), Some(404));
+        let chunk = stream.next_chunk(None).await.expect("chunk");
+        assert_eq!(chunk.as_deref(), Some(&b"first"[..]));
     }
 }
