@@ -1,11 +1,11 @@
 //! `wss://` links: a hub certificate from a private CA is trusted with
 //! CA_CERT, refused without it, and accepted with TLS_SKIP_VERIFY.
-//! Certificates are made per run with the `openssl` CLI.
+//! Certificates are made per run with the `openssl` CLI
+//! (`mooring_tests::procs::make_certs`).
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,82 +14,13 @@ use mooring_protocol::{Frame, Welcome};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl CLI");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it.
+/// A CA and a server certificate for 127.0.0.1 signed by it (openssl CLI).
 fn make_certs() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "mt-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Mooring Test CA",
-    ]);
-    openssl(&dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(&dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    mooring_tests::procs::make_certs(&dir, &[]);
     dir
 }
 
@@ -97,11 +28,11 @@ fn make_certs() -> PathBuf {
 /// Sends each hello's agent name, or an error text when TLS failed.
 async fn tls_hub(dir: &Path) -> (String, tokio::sync::mpsc::Receiver<Result<String, String>>) {
     let certs: Vec<_> =
-        rustls_pemfile::certs(&mut std::fs::read(dir.join("srv.pem")).unwrap().as_slice())
+        rustls_pemfile::certs(&mut std::fs::read(dir.join("server.pem")).unwrap().as_slice())
             .collect::<Result<_, _>>()
             .unwrap();
     let key =
-        rustls_pemfile::private_key(&mut std::fs::read(dir.join("srv.key")).unwrap().as_slice())
+        rustls_pemfile::private_key(&mut std::fs::read(dir.join("server.key")).unwrap().as_slice())
             .unwrap()
             .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
