@@ -56,7 +56,7 @@ const DOCKER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The capabilities announced in `hello`: only what is really wired.
 ///
 /// Relay is the base protocol and needs no name; the status-code extension
-/// is always on. `exec`, `metrics`, `events` and `compose` are not (yet).
+/// is always on; `hello` adds the binary-stream extension when configured. `exec`, `metrics`, `events` and `compose` are not (yet).
 pub fn capabilities() -> Vec<String> {
     vec![caps::STREAM_STATUS.to_owned()]
 }
@@ -132,7 +132,13 @@ impl Shared {
             token: self.config.token.expose().to_owned(),
             docker_version: self.docker_version(),
             hostname: self.config.hostname.clone(),
-            capabilities: capabilities(),
+            capabilities: {
+                let mut caps = capabilities();
+                if self.config.binary_streams {
+                    caps.push(caps::BINARY_STREAM.to_owned());
+                }
+                caps
+            },
         }
     }
 }

@@ -273,6 +273,7 @@ impl Agent {
         env_id: i64,
         token: &str,
         docker_sock: &Path,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Agent> {
         let dir = TempDir::new("agent")?;
         let stderr = std::fs::File::create(dir.path().join("stderr"))?;
@@ -287,6 +288,7 @@ impl Agent {
             .arg(dir.path())
             .args(["--agent-name", &format!("bench-{env_id}")])
             .env("TOKEN", token)
+            .envs(env.iter().copied())
             .env("LOG_LEVEL", "warn")
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
@@ -372,7 +374,7 @@ pub async fn hub_with_agent(
 ) -> anyhow::Result<(Hub, Agent, i64)> {
     let hub = Hub::start(&opts.hub_bin, None, Some(docker_sock), &[]).await?;
     let (env, token) = edge_env(&hub, "bench-edge").await?;
-    let agent = Agent::start(&opts.agent_bin, &hub, env, &token, agent_sock).await?;
+    let agent = Agent::start(&opts.agent_bin, &hub, env, &token, agent_sock, &[]).await?;
     Ok((hub, agent, env))
 }
 

@@ -40,14 +40,34 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
     let hub = Hub::start(&opts.hub_bin, None, Some(&rig.docker_sock), &[]).await?;
     let (fake_env, fake_token) = edge_env(&hub, "bench-fake").await?;
     let (real_env, real_token) = edge_env(&hub, "bench-real").await?;
-    let fake_agent =
-        Agent::start(&opts.agent_bin, &hub, fake_env, &fake_token, fake.path()).await?;
+    let (json_env, json_token) = edge_env(&hub, "bench-fake-json").await?;
+    let fake_agent = Agent::start(
+        &opts.agent_bin,
+        &hub,
+        fake_env,
+        &fake_token,
+        fake.path(),
+        &[],
+    )
+    .await?;
+    // The same agent without the binary extension: the Hawser 1.0 wire
+    // format (JSON text frames, base64 data), as a reference hub sees it.
+    let json_agent = Agent::start(
+        &opts.agent_bin,
+        &hub,
+        json_env,
+        &json_token,
+        fake.path(),
+        &[("MOORING_BINARY_STREAMS", "false")],
+    )
+    .await?;
     let real_agent = Agent::start(
         &opts.agent_bin,
         &hub,
         real_env,
         &real_token,
         &rig.docker_sock,
+        &[],
     )
     .await?;
     let api = hub.client();
@@ -71,6 +91,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
             .push((cpu_time(hub.pid())? - cpu0.0).as_secs_f64() * per_gib);
         s.agent_cpu
             .push((cpu_time(fake_agent.pid())? - cpu0.1).as_secs_f64() * per_gib);
+        let cpu0 = (cpu_time(hub.pid())?, cpu_time(json_agent.pid())?);
+        let (n, secs) = timed(relay(&api, json_env, &fake_path)).await?;
+        check(n, fake_bytes, "relayed fake (JSON frames)")?;
+        s.fake_json.push(mbps(n, secs));
+        let per_gib = GIB / n as f64;
+        s.hub_cpu_json
+            .push((cpu_time(hub.pid())? - cpu0.0).as_secs_f64() * per_gib);
+        s.agent_cpu_json
+            .push((cpu_time(json_agent.pid())? - cpu0.1).as_secs_f64() * per_gib);
         // real image
         let (direct_n, secs) = timed(direct(&real_direct, &real_path)).await?;
         s.real_direct.push(mbps(direct_n, secs));
@@ -81,12 +110,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
         say(
             opts,
             format!(
-                "rep {rep}: fake direct {:.0} relay {:.0} MB/s; image direct {:.0} relay {:.0} MB/s",
-                s.fake_direct[rep], s.fake_relay[rep], s.real_direct[rep], s.real_relay[rep]
+                "rep {rep}: fake direct {:.0} relay {:.0} (JSON {:.0}) MB/s; image direct {:.0} relay {:.0} MB/s",
+                s.fake_direct[rep], s.fake_relay[rep], s.fake_json[rep], s.real_direct[rep], s.real_relay[rep]
             ),
         );
     }
     drop(real_agent);
+    drop(json_agent);
     drop(fake_agent);
 
     let mut r = ScenarioReport::new("throughput");
@@ -102,6 +132,13 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
     r.rows.push(target(
         Row::from_samples("fake socket, hub → agent MB/s", &s.fake_relay).vs(fd),
     ));
+    r.rows.push(target(
+        Row::from_samples(
+            "fake socket, hub → agent MB/s, JSON frames (no extension)",
+            &s.fake_json,
+        )
+        .vs(fd),
+    ));
     let rd = median(&s.real_direct);
     r.rows
         .push(Row::from_samples("image get, direct MB/s", &s.real_direct));
@@ -116,6 +153,17 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
         "agent CPU s per GiB relayed (fake)",
         &s.agent_cpu,
     ));
+    r.rows.push(Row::from_samples(
+        "hub CPU s per GiB relayed (fake, JSON frames)",
+        &s.hub_cpu_json,
+    ));
+    r.rows.push(Row::from_samples(
+        "agent CPU s per GiB relayed (fake, JSON frames)",
+        &s.agent_cpu_json,
+    ));
+    r.notes.push(
+        "hub → agent rows use the agent's defaults (binary stream-data extension when both sides announce it); \"JSON frames\" rows run the same agent with MOORING_BINARY_STREAMS=false".into(),
+    );
     r.notes.push(format!(
         "fake body {} MiB; image {image} ({:.1} MB as `docker save` tar); MB = 10^6 bytes",
         fake_bytes >> 20,
@@ -128,6 +176,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
 struct Samples {
     fake_direct: Vec<f64>,
     fake_relay: Vec<f64>,
+    fake_json: Vec<f64>,
+    hub_cpu_json: Vec<f64>,
+    agent_cpu_json: Vec<f64>,
     real_direct: Vec<f64>,
     real_relay: Vec<f64>,
     hub_cpu: Vec<f64>,
