@@ -85,6 +85,11 @@ impl Outbox {
     /// [`Outbox::send`] for a message already encoded (stream chunks are
     /// encoded straight from the borrowed bytes, as text or binary).
     pub(crate) async fn send_message(&self, msg: Message) -> Result<(), LinkClosed> {
+        // `select!` picks at random among ready arms: check first, so a lost
+        // link fails every send at once even while the queue has room.
+        if self.link.is_cancelled() {
+            return Err(LinkClosed);
+        }
         // A frame larger than the whole budget takes all of it: it then
         // travels alone, and the bound still holds (plus that one frame).
         let cost = msg.len().clamp(1, self.budget_bytes) as u32;
