@@ -57,8 +57,9 @@ const DOCKER_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Relay is the base protocol and needs no name; the status-code extension
 /// is always on. `metrics` and `events` are added per connection, only when
-/// [`telemetry::probe_capabilities`] finds they work on this host; `exec`
-/// and `compose` are not offered.
+/// [`telemetry::probe_capabilities`] finds they work on this host, and the
+/// binary stream-data extension when configured; `exec` and `compose` are
+/// not offered.
 pub fn capabilities() -> Vec<String> {
     vec![caps::STREAM_STATUS.to_owned()]
 }
@@ -145,6 +146,9 @@ impl Shared {
     /// Capabilities for `hello`: the fixed ones plus those probed working.
     pub(crate) fn capabilities(&self) -> Vec<String> {
         let mut all = capabilities();
+        if self.config.binary_streams {
+            all.push(caps::BINARY_STREAM.to_owned());
+        }
         if let Ok(probed) = self.probed_caps.read() {
             all.extend(probed.iter().map(|c| (*c).to_owned()));
         }

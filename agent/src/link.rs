@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use mooring_docker::error_chain;
-use mooring_protocol::{error_code, limits, ExecEnd, Frame, Ping, Pong};
+use mooring_protocol::{caps, error_code, limits, ExecEnd, Frame, Ping, Pong};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -93,7 +93,10 @@ async fn dial(shared: &Shared) -> Result<Ws, String> {
     // tungstenite's own limit is a hard cap (it drops the link); frames up
     // to it but over ours are refused one by one in `handle_text`.
     let hard = cfg.max_frame_bytes.saturating_add(1024 * 1024);
+    // tungstenite zero-fills its read buffer (128 KiB by default) before
+    // every socket read; what the hub sends is small.
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard))
         .max_write_buffer_size(hard.saturating_mul(2));
@@ -218,12 +221,22 @@ async fn session(shared: &Arc<Shared>, shutdown: &CancellationToken) -> Outcome 
         )
         .in_current_span(),
     );
+    // Binary stream data only when both sides announced it.
+    let binary_stream = cfg.binary_streams
+        && welcome
+            .capabilities
+            .iter()
+            .flatten()
+            .any(|c| c == caps::BINARY_STREAM);
     let relay = Relay::new(
         shared.docker.clone(),
         outbox.clone(),
         conn.clone(),
         shared.tracker.clone(),
-        relay_settings(shared),
+        RelaySettings {
+            binary_stream,
+            ..relay_settings(shared)
+        },
         shared.stats.clone(),
     );
     shared
@@ -279,6 +292,7 @@ fn relay_settings(shared: &Shared) -> RelaySettings {
         // base64 grows a binary body by 4/3; keep the frame under the limit.
         max_response_bytes: cfg.max_frame_bytes.saturating_sub(headroom) / 4 * 3,
         max_frame_bytes: cfg.max_frame_bytes,
+        binary_stream: false,
     }
 }
 

@@ -20,9 +20,12 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use mooring_docker::{DockerClient, DockerError, DockerRequest};
+use mooring_protocol::binary;
+use mooring_protocol::codec::encode_stream_chunk;
 use mooring_protocol::{
     end_reason, error_code, ErrorFrame, Frame, Request, StreamChunk, StreamEnd,
 };
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -44,6 +47,8 @@ pub(crate) struct RelaySettings {
     pub(crate) max_response_bytes: usize,
     /// Largest encoded frame the relay sends.
     pub(crate) max_frame_bytes: usize,
+    /// Stream data goes as binary messages (extension negotiated).
+    pub(crate) binary_stream: bool,
 }
 
 type Table = Arc<Mutex<HashMap<String, CancellationToken>>>;
@@ -410,8 +415,26 @@ impl Task {
     }
 
     async fn send_chunks(&self, id: &str, data: &[u8]) -> Result<(), Stop> {
+        let header = match self.settings.binary_stream {
+            true => binary::stream_data_header(id).ok(),
+            false => None,
+        };
         for piece in data.chunks(self.settings.chunk_bytes.max(1)) {
-            self.send(chunk(id, piece.to_vec(), None)).await?;
+            // Encoded from the borrowed bytes: no intermediate `Frame`.
+            let msg = match &header {
+                Some(header) => {
+                    let mut bytes = Vec::with_capacity(header.len() + piece.len());
+                    bytes.extend_from_slice(header);
+                    bytes.extend_from_slice(piece);
+                    Message::binary(bytes)
+                }
+                None => Message::text(encode_stream_chunk(id, piece, None, None)),
+            };
+            tokio::select! {
+                biased;
+                _ = self.token.cancelled() => return Err(self.why_stopped()),
+                r = self.out.send_message(msg) => r.map_err(|LinkClosed| Stop::LinkLost)?,
+            }
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ const DATA_QUEUE: usize = 256;
 pub(crate) struct LinkClosed;
 
 struct Queued {
-    text: String,
+    msg: Message,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -79,16 +79,26 @@ impl Outbox {
     /// Queues a data frame, waiting while the queue is full. Fails at once
     /// when the link is lost.
     pub(crate) async fn send(&self, frame: &Frame) -> Result<(), LinkClosed> {
-        let text = frame.encode();
+        self.send_message(Message::text(frame.encode())).await
+    }
+
+    /// [`Outbox::send`] for a message already encoded (stream chunks are
+    /// encoded straight from the borrowed bytes, as text or binary).
+    pub(crate) async fn send_message(&self, msg: Message) -> Result<(), LinkClosed> {
+        // `select!` picks at random among ready arms: check first, so a lost
+        // link fails every send at once even while the queue has room.
+        if self.link.is_cancelled() {
+            return Err(LinkClosed);
+        }
         // A frame larger than the whole budget takes all of it: it then
         // travels alone, and the bound still holds (plus that one frame).
-        let cost = text.len().clamp(1, self.budget_bytes) as u32;
+        let cost = msg.len().clamp(1, self.budget_bytes) as u32;
         let permit = tokio::select! {
             p = self.budget.clone().acquire_many_owned(cost) => p.map_err(|_| LinkClosed)?,
             _ = self.link.cancelled() => return Err(LinkClosed),
         };
         let queued = Queued {
-            text,
+            msg,
             _permit: permit,
         };
         tokio::select! {
@@ -101,18 +111,18 @@ impl Outbox {
     /// control queue is full the frame is dropped (and logged): the reader
     /// must never block on the writer.
     pub(crate) fn send_control(&self, frame: &Frame) {
-        self.send_message(Message::text(frame.encode()));
+        self.push_control(Message::text(frame.encode()));
     }
 
     /// Queues a close frame ahead of everything else.
     pub(crate) fn close(&self, reason: &str) {
-        self.send_message(Message::Close(Some(CloseFrame {
+        self.push_control(Message::Close(Some(CloseFrame {
             code: CloseCode::Away,
             reason: reason.to_owned().into(),
         })));
     }
 
-    fn send_message(&self, msg: Message) {
+    fn push_control(&self, msg: Message) {
         if let Err(err) = self.control.try_send(msg) {
             tracing::warn!(%err, "control queue full or closed: frame dropped");
         }
@@ -153,7 +163,7 @@ where
             biased;
             _ = stop.cancelled() => return WriterEnd::Stopped,
             Some(m) = inbox.control.recv() => (m, None),
-            Some(q) = inbox.data.recv() => (Message::text(q.text), Some(q._permit)),
+            Some(q) = inbox.data.recv() => (q.msg, Some(q._permit)),
             else => return WriterEnd::Stopped,
         };
         let is_close = matches!(msg, Message::Close(_));

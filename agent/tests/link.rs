@@ -27,7 +27,13 @@ async fn hello_carries_identity_docker_version_and_only_wired_capabilities() {
     assert_eq!(h.docker_version, rig.docker_version);
     assert!(!h.hostname.is_empty());
     // Telemetry off in this config: neither metrics nor events announced.
-    assert_eq!(h.capabilities, vec![caps::STREAM_STATUS.to_string()]);
+    assert_eq!(
+        h.capabilities,
+        vec![
+            caps::STREAM_STATUS.to_string(),
+            caps::BINARY_STREAM.to_string()
+        ]
+    );
     for absent in [caps::EXEC, caps::METRICS, caps::EVENTS, caps::COMPOSE] {
         assert!(
             !h.capabilities.iter().any(|c| c == absent),

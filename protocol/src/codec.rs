@@ -65,10 +65,18 @@ impl Frame {
 
     /// Decodes one text message.
     pub fn decode(text: &str) -> Result<Frame, DecodeError> {
-        let head: TypeOnly<'_> = serde_json::from_str(text).map_err(DecodeError::NotJson)?;
-        let kind = match head.kind {
-            Some(TypeField::Text(kind)) => kind,
-            _ => return Err(DecodeError::NoType),
+        let kind = match leading_type(text) {
+            // Fast path: `type` comes first (as every known peer writes it),
+            // so a large frame is scanned once, not twice.
+            Some(kind) => std::borrow::Cow::Borrowed(kind),
+            None => {
+                let head: TypeOnly<'_> =
+                    serde_json::from_str(text).map_err(DecodeError::NotJson)?;
+                match head.kind {
+                    Some(TypeField::Text(kind)) => kind,
+                    _ => return Err(DecodeError::NoType),
+                }
+            }
         };
         fn payload<'a, T: Deserialize<'a>>(text: &'a str, kind: &str) -> Result<T, DecodeError> {
             serde_json::from_str(text).map_err(|source| DecodeError::BadPayload {
@@ -106,6 +114,9 @@ impl Frame {
     pub fn encode(&self) -> String {
         match self {
             Frame::Unknown { raw, .. } => raw.to_string(),
+            Frame::Stream(c) => {
+                encode_stream_chunk(&c.request_id, &c.data, c.stream.as_deref(), c.status_code)
+            }
             // Serializing these plain structs into a String cannot fail:
             // every map key is a string and no custom serializer errors.
             known => serde_json::to_string(known).unwrap_or_else(|err| {
@@ -115,9 +126,111 @@ impl Frame {
     }
 }
 
+/// The `type` of a frame whose text starts exactly with `{"type":"NAME",`
+/// (NAME plain ASCII, no escapes); `None` for any other layout, which then
+/// takes the general path. Only an optimisation: the payload parse that
+/// follows still validates the whole frame.
+fn leading_type(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix(r#"{"type":""#)?;
+    let end = rest.find('"')?;
+    let (kind, after) = rest.split_at(end);
+    let plain = kind
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    (plain && (after.starts_with("\",") || after.starts_with("\"}"))).then_some(kind)
+}
+
+/// Encodes a `stream` frame straight from borrowed bytes: the same JSON as
+/// `Frame::Stream(..).encode()`, with base64 written directly into the
+/// output (base64 never needs JSON escaping), so a chunk costs one pass
+/// and one allocation.
+pub fn encode_stream_chunk(
+    request_id: &str,
+    data: &[u8],
+    stream: Option<&str>,
+    status_code: Option<u16>,
+) -> String {
+    use base64::Engine as _;
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4 + request_id.len() + 96);
+    out.push_str(r#"{"type":"stream","requestId":"#);
+    push_json_str(&mut out, request_id);
+    out.push_str(r#","data":""#);
+    base64::engine::general_purpose::STANDARD.encode_string(data, &mut out);
+    out.push('"');
+    if let Some(stream) = stream {
+        out.push_str(r#","stream":"#);
+        push_json_str(&mut out, stream);
+    }
+    if let Some(code) = status_code {
+        out.push_str(&format!(r#","statusCode":{code}"#));
+    }
+    out.push('}');
+    out
+}
+
+fn push_json_str(out: &mut String, text: &str) {
+    // Serializing a &str cannot fail; fall back to an empty string anyway.
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_chunks_encode_like_serde() {
+        let chunk = StreamChunk {
+            request_id: "r\"1".into(),
+            data: (0..=255).collect(),
+            stream: Some("stdout".into()),
+            status_code: Some(404),
+        };
+        let fast = Frame::Stream(chunk.clone()).encode();
+        let slow = serde_json::to_string(&Frame::Stream(chunk.clone())).unwrap();
+        assert_eq!(fast, slow);
+        let bare = StreamChunk {
+            data: b"OK".to_vec(),
+            ..chunk
+        };
+        let bare = StreamChunk {
+            stream: None,
+            status_code: None,
+            ..bare
+        };
+        assert_eq!(
+            Frame::Stream(bare.clone()).encode(),
+            serde_json::to_string(&Frame::Stream(bare.clone())).unwrap()
+        );
+        assert_eq!(
+            Frame::decode(&Frame::Stream(bare.clone()).encode()).unwrap(),
+            Frame::Stream(bare)
+        );
+    }
+
+    #[test]
+    fn leading_type_fast_path_agrees_with_the_general_one() {
+        assert_eq!(
+            leading_type(r#"{"type":"stream","requestId":"a","data":"T0s="}"#),
+            Some("stream")
+        );
+        assert_eq!(leading_type(r#"{"type":"ping"}"#), Some("ping"));
+        assert_eq!(leading_type(r#"{ "type":"ping"}"#), None);
+        assert_eq!(leading_type(r#"{"type":"pi\"ng"}"#), None);
+        assert_eq!(leading_type(r#"{"type":"ping"x}"#), None);
+        // Either path gives the same frames.
+        for text in [
+            r#"{"type":"ping","timestamp":5}"#,
+            r#"{"timestamp":5,"type":"ping"}"#,
+            r#"{"type":"stream","requestId":"a","data":"T0s="}"#,
+            r#"{"requestId":"a","type":"stream","data":"T0s="}"#,
+        ] {
+            assert!(Frame::decode(text).is_ok(), "{text}");
+        }
+        assert!(matches!(
+            Frame::decode(r#"{"type":"ping",}"#),
+            Err(DecodeError::BadPayload { .. })
+        ));
+    }
 
     #[test]
     fn not_json_is_an_error() {

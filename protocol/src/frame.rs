@@ -23,6 +23,12 @@ pub mod caps {
     pub const COMPOSE: &str = "compose";
     /// Extension: `stream` and `stream_end` carry Docker's HTTP `statusCode`.
     pub const STREAM_STATUS: &str = "mooring.stream-status";
+    /// Extension: stream data may travel as binary WebSocket messages
+    /// ([`crate::binary`]). The agent announces it in `hello`; the hub
+    /// answers it in `welcome` only when the agent announced it; the agent
+    /// sends binary data only after that answer. Peers without it never
+    /// see a binary message.
+    pub const BINARY_STREAM: &str = "mooring.binary-stream";
 }
 
 /// Headers as the wire carries them: the first value of each name.

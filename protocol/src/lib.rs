@@ -13,11 +13,13 @@
 //! - [`frame`]: the [`Frame`] enum and one struct per message type.
 //! - [`codec`]: [`Frame::decode`] / [`Frame::encode`] with the size limit.
 //! - [`b64`]: base64 with padding, as the reference Go agent writes it.
+//! - [`binary`]: the opt-in binary stream-data message (extension).
 //! - [`lines`]: reassembles newline-delimited JSON across chunk boundaries.
 //! - [`docker`]: binary-body detection and request-path validation.
 //! - [`limits`]: defaults shared by both binaries.
 
 pub mod b64;
+pub mod binary;
 pub mod codec;
 pub mod docker;
 pub mod frame;

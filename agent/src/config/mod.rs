@@ -130,6 +130,10 @@ pub struct Cli {
     /// Concurrent Docker requests per link; more are refused with error code BUSY.
     #[arg(long, env = "MOORING_MAX_CONCURRENT_REQUESTS", value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
+    /// Offer binary stream-data messages to the hub (extension
+    /// `mooring.binary-stream`; used only when the hub accepts it).
+    #[arg(long, env = "MOORING_BINARY_STREAMS", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub binary_streams: bool,
 }
 
 /// A configuration error: one line naming the setting and the fix.
@@ -211,6 +215,8 @@ pub struct Config {
     pub send_queue_bytes: usize,
     /// Interval of host `metrics` frames; `None` turns telemetry off.
     pub metrics_interval: Option<Duration>,
+    /// Offer the binary stream-data extension in `hello`.
+    pub binary_streams: bool,
 }
 
 impl Config {
@@ -238,6 +244,7 @@ impl Config {
             stream_chunk_bytes: limits::DEFAULT_STREAM_CHUNK_BYTES,
             send_queue_bytes: 8 * 1024 * 1024,
             metrics_interval: Some(crate::telemetry::DEFAULT_METRICS_INTERVAL),
+            binary_streams: true,
         }
     }
 }
@@ -389,6 +396,7 @@ impl Cli {
         config.max_frame_bytes = self.max_frame_bytes;
         config.metrics_interval = metrics_interval;
         config.max_concurrent_requests = self.max_concurrent_requests;
+        config.binary_streams = self.binary_streams;
         config.stream_chunk_bytes =
             limits::DEFAULT_STREAM_CHUNK_BYTES.min(self.max_frame_bytes / 2);
         Ok(config)

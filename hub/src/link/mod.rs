@@ -80,6 +80,7 @@ struct LinkInner {
     token_id: i64,
     agent: AgentRecord,
     stream_status: bool,
+    binary_stream: bool,
     last_seen_ms: AtomicI64,
     out: mpsc::Sender<Frame>,
     cancels: mpsc::UnboundedSender<String>,
@@ -133,6 +134,10 @@ impl LinkHandle {
             .capabilities
             .iter()
             .any(|c| c == mooring_protocol::caps::STREAM_STATUS);
+        let binary_stream = agent
+            .capabilities
+            .iter()
+            .any(|c| c == mooring_protocol::caps::BINARY_STREAM);
         let handle = LinkHandle {
             inner: Arc::new(LinkInner {
                 env_id,
@@ -140,6 +145,7 @@ impl LinkHandle {
                 token_id,
                 agent,
                 stream_status,
+                binary_stream,
                 last_seen_ms: AtomicI64::new(now_ms()),
                 out,
                 cancels,
@@ -178,6 +184,12 @@ impl LinkHandle {
     /// The agent reports Docker's status on stream frames (Mooring agent).
     pub fn reports_stream_status(&self) -> bool {
         self.inner.stream_status
+    }
+
+    /// The agent announced binary stream-data messages (extension); the
+    /// hub accepts them on this link, and only on such links.
+    pub fn binary_stream(&self) -> bool {
+        self.inner.binary_stream
     }
 
     /// Last frame received, unix milliseconds.
