@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -84,13 +84,60 @@ pub fn hash_secret(secret: &str) -> Result<String, CryptoError> {
         .map_err(|e| CryptoError::Hash(e.to_string()))
 }
 
-/// Whether `secret` matches the PHC string `hash`. A malformed hash is a
-/// mismatch, never a panic.
-pub fn verify_secret(secret: &str, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => argon2().verify_password(secret.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
+/// Argon2 working memories kept for reuse: at most this many (the number
+/// of verifications the hub runs at once); more are allocated and freed.
+const POOLED_MEMORIES: usize = 4;
+
+/// Reused argon2 working memory. Each verification needs 19 MiB; glibc
+/// keeps large freed blocks in its per-thread arenas, so allocating it per
+/// check grew the hub by hundreds of MiB after a few dozen agent connects.
+static MEMORIES: std::sync::Mutex<Vec<Vec<argon2::Block>>> = std::sync::Mutex::new(Vec::new());
+
+fn take_memory(blocks: usize) -> Vec<argon2::Block> {
+    let pooled = MEMORIES.lock().ok().and_then(|mut pool| pool.pop());
+    let mut memory = pooled.unwrap_or_default();
+    memory.resize(blocks, argon2::Block::default());
+    memory
+}
+
+fn return_memory(memory: Vec<argon2::Block>) {
+    if let Ok(mut pool) = MEMORIES.lock() {
+        if pool.len() < POOLED_MEMORIES {
+            pool.push(memory);
+        }
     }
+}
+
+/// Whether `secret` matches the PHC string `hash` (constant-time compare
+/// of the outputs). A malformed hash is a mismatch, never a panic.
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let mut memory = take_memory(params.block_count());
+    let computed = Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(secret.as_bytes(), salt, &mut out, &mut memory[..]);
+    return_memory(memory);
+    computed.is_ok()
+        && argon2::password_hash::Output::new(&out).is_ok_and(|got| got == expected)
 }
 
 /// A hash that no real secret matches, verified when a prefix is unknown so
@@ -229,6 +276,27 @@ mod tests {
         assert!(!verify_secret(&new_secret(), &h));
         assert!(!verify_secret(&s, "not a hash"));
         assert!(!verify_dummy(&s));
+    }
+
+    #[test]
+    fn pooled_memory_gives_the_same_answers_as_the_library() {
+        use argon2::password_hash::PasswordVerifier;
+        let s = new_secret();
+        let h = hash_secret(&s).unwrap();
+        let parsed = PasswordHash::new(&h).unwrap();
+        // Reused working memory (after right, wrong and other hashes in
+        // between) must not change any verdict.
+        let other = hash_secret("another-secret-value-0123456789").unwrap();
+        for round in 0..3 {
+            assert!(verify_secret(&s, &h), "round {round}");
+            assert!(argon2().verify_password(s.as_bytes(), &parsed).is_ok());
+            assert!(!verify_secret("wrong", &h), "round {round}");
+            assert!(verify_secret("another-secret-value-0123456789", &other));
+            assert!(!verify_secret(&s, &other));
+        }
+        // A truncated hash output is a mismatch, not a panic.
+        let cut = &h[..h.len() - 4];
+        assert!(!verify_secret(&s, cut));
     }
 
     #[test]
