@@ -133,11 +133,14 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
     };
     let mut out = vec![0u8; expected.len()];
     let mut memory = take_memory(params.block_count());
-    let computed = Argon2::new(algorithm, version, params)
-        .hash_password_into_with_memory(secret.as_bytes(), salt, &mut out, &mut memory[..]);
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        secret.as_bytes(),
+        salt,
+        &mut out,
+        &mut memory[..],
+    );
     return_memory(memory);
-    computed.is_ok()
-        && argon2::password_hash::Output::new(&out).is_ok_and(|got| got == expected)
+    computed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|got| got == expected)
 }
 
 /// A hash that no real secret matches, verified when a prefix is unknown so
