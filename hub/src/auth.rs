@@ -243,26 +243,11 @@ pub async fn verify_api_key(state: &AppState, key: &str) -> Result<Option<ApiKey
         Some(prefix) => state.store.api_keys_by_prefix(prefix).await?,
         None => Vec::new(),
     };
-    let permit = state
-        .verify_slots
-        .clone()
-        .acquire_owned()
+    let hashes: Vec<String> = candidates.iter().map(|c| c.hash.clone()).collect();
+    let found = state
+        .verify_secret_against(key, hashes)
         .await
         .map_err(|_| ApiError::unavailable("hub shutting down"))?;
-    let hashes: Vec<String> = candidates.iter().map(|c| c.hash.clone()).collect();
-    let secret = key.to_owned();
-    let found = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        if hashes.is_empty() {
-            crypto::verify_dummy(&secret);
-            return None;
-        }
-        hashes
-            .iter()
-            .position(|h| crypto::verify_secret(&secret, h))
-    })
-    .await
-    .map_err(ApiError::internal)?;
     let Some(index) = found else {
         return Ok(None);
     };

@@ -157,7 +157,41 @@ pub struct AppState {
     locals: Arc<Mutex<HashMap<i64, (String, DockerClient)>>>,
 }
 
+/// Why a secret could not be checked at all (not: it did not match).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VerifyUnavailable;
+
 impl AppState {
+    /// Checks `secret` against the argon2 hashes of the records that share
+    /// its prefix, on a bounded verify slot off the async threads; returns
+    /// the index of the match. With no candidate it still burns one check
+    /// (no timing oracle between unknown and wrong secrets).
+    pub(crate) async fn verify_secret_against(
+        &self,
+        secret: &str,
+        hashes: Vec<String>,
+    ) -> Result<Option<usize>, VerifyUnavailable> {
+        let permit = self
+            .verify_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| VerifyUnavailable)?;
+        let secret = secret.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            if hashes.is_empty() {
+                crate::crypto::verify_dummy(&secret);
+                return None;
+            }
+            hashes
+                .iter()
+                .position(|h| crate::crypto::verify_secret(&secret, h))
+        })
+        .await
+        .map_err(|_| VerifyUnavailable)
+    }
+
     /// State over an opened store.
     pub async fn new(
         store: Store,

@@ -276,25 +276,11 @@ async fn authenticate(
             .map_err(|e| Refusal::new(format!("Hub store unavailable: {e}")))?,
         None => Vec::new(),
     };
-    let permit = state
-        .verify_slots
-        .clone()
-        .acquire_owned()
+    let hashes: Vec<String> = candidates.iter().map(|c| c.hash.clone()).collect();
+    let matched = state
+        .verify_secret_against(&hello.token, hashes)
         .await
         .map_err(|_| Refusal::new("Hub shutting down"))?;
-    let token = hello.token.clone();
-    let hashes: Vec<String> = candidates.iter().map(|c| c.hash.clone()).collect();
-    let matched = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        if hashes.is_empty() {
-            crypto::verify_dummy(&token);
-            return None;
-        }
-        hashes.iter().position(|h| crypto::verify_secret(&token, h))
-    })
-    .await
-    .ok()
-    .flatten();
     let Some(index) = matched else {
         return Err(fail("Invalid token"));
     };
