@@ -27,7 +27,7 @@ NS="mooring-rig"
 
 # Packages for the rig and for tests (CI's network only reaches package registries).
 RIG_PACKAGES=(docker.io docker-registry apache2-utils busybox-static iproute2 iptables curl)
-TEST_PACKAGES=(chromium chromium-driver shellcheck systemd)
+TEST_PACKAGES=(chromium chromium-driver shellcheck systemd openssl python3)
 
 export DOCKER_HOST="unix://$SOCK"
 export DOCKER_CONFIG="$DIR/cli"
