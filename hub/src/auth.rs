@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -174,11 +175,24 @@ impl Auth {
     }
 }
 
-/// Bounded cache: SHA-256 of a verified key → key id.
+/// How long a cached key record answers without a store read. A revoke
+/// through the API forgets the key at once; one made by the admin CLI on
+/// the same store (another process) is seen within this time.
+const RECORD_TTL: Duration = Duration::from_secs(2);
+
+/// Bounded cache: SHA-256 of a verified key → key id, and its record as
+/// last read (fresh for [`RECORD_TTL`]), so a hot key costs neither an
+/// argon2 check nor a store read per request.
 #[derive(Debug)]
 pub struct KeyCache {
-    map: Mutex<HashMap<[u8; 32], i64>>,
+    map: Mutex<HashMap<[u8; 32], CachedKey>>,
     capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+struct CachedKey {
+    id: i64,
+    record: Option<(ApiKeyRecord, Instant)>,
 }
 
 impl KeyCache {
@@ -190,21 +204,31 @@ impl KeyCache {
         }
     }
 
-    fn get(&self, digest: &[u8; 32]) -> Option<i64> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(digest)
-            .copied()
+    /// The key id, and its record when read less than [`RECORD_TTL`] ago.
+    fn get(&self, digest: &[u8; 32]) -> Option<(i64, Option<ApiKeyRecord>)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.get(digest)?;
+        let fresh = entry
+            .record
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < RECORD_TTL)
+            .map(|(r, _)| r.clone());
+        Some((entry.id, fresh))
     }
 
-    fn put(&self, digest: [u8; 32], id: i64) {
+    fn put(&self, digest: [u8; 32], record: &ApiKeyRecord) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.capacity {
+        if map.len() >= self.capacity && !map.contains_key(&digest) {
             // Simple and bounded: start over; hot keys re-verify once.
             map.clear();
         }
-        map.insert(digest, id);
+        map.insert(
+            digest,
+            CachedKey {
+                id: record.id,
+                record: Some((record.clone(), Instant::now())),
+            },
+        );
     }
 
     /// Forgets a key id (after revocation).
@@ -212,7 +236,7 @@ impl KeyCache {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, v| *v != id);
+            .retain(|_, v| v.id != id);
     }
 }
 
@@ -229,9 +253,15 @@ fn bearer(parts: &Parts) -> Option<&str> {
 /// Verifies an API key; `Ok(None)` when it is unknown, wrong or revoked.
 pub async fn verify_api_key(state: &AppState, key: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-    if let Some(id) = state.key_cache.get(&digest) {
+    if let Some((id, fresh)) = state.key_cache.get(&digest) {
+        if let Some(record) = fresh {
+            return Ok(Some(record));
+        }
         return match state.store.get_api_key(id).await {
-            Ok(c) if c.record.revoked_at.is_none() => Ok(Some(c.record)),
+            Ok(c) if c.record.revoked_at.is_none() => {
+                state.key_cache.put(digest, &c.record);
+                Ok(Some(c.record))
+            }
             Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
                 state.key_cache.forget(id);
                 Ok(None)
@@ -255,7 +285,7 @@ pub async fn verify_api_key(state: &AppState, key: &str) -> Result<Option<ApiKey
     if record.revoked_at.is_some() {
         return Ok(None);
     }
-    state.key_cache.put(digest, record.id);
+    state.key_cache.put(digest, &record);
     let _ = state.store.mark_api_key_used(record.id).await;
     Ok(Some(record))
 }
@@ -310,6 +340,36 @@ async fn session_auth(parts: &Parts, state: &AppState) -> Result<Auth, ApiError>
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn key_cache_answers_fresh_records_and_forgets_revoked_keys() {
+        let cache = KeyCache::new(2);
+        let record = |id| ApiKeyRecord {
+            id,
+            name: format!("k{id}"),
+            prefix: "abcdefgh".into(),
+            permissions: vec!["*".into()],
+            environments: None,
+            created_at: 0,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        cache.put([1; 32], &record(1));
+        let (id, fresh) = cache.get(&[1; 32]).expect("cached");
+        assert_eq!(id, 1);
+        assert_eq!(fresh.map(|r| r.name), Some("k1".to_owned()));
+        cache.forget(1);
+        assert!(
+            cache.get(&[1; 32]).is_none(),
+            "a revoked key is forgotten at once"
+        );
+        // Bounded: a third key starts over rather than growing.
+        cache.put([2; 32], &record(2));
+        cache.put([3; 32], &record(3));
+        cache.put([4; 32], &record(4));
+        assert!(cache.map.lock().unwrap().len() <= 2);
+    }
+
     use super::*;
 
     #[test]

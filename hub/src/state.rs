@@ -234,8 +234,14 @@ impl AppState {
     /// A client for environment `env_id`: 404 when it does not exist, 503
     /// ([`EnvError::NotConnected`]) for an edge environment with no agent.
     pub async fn env_client(&self, env_id: i64) -> Result<EnvClient, ApiError> {
-        let env = self.store.get_environment(env_id).await?;
         let timeouts = self.settings.timeouts();
+        // Only an existing edge environment has a live link (deleting one
+        // drops it, and its type cannot change): no store read on this
+        // per-request path while the agent is connected.
+        if self.links.get(env_id).is_some() {
+            return Ok(EnvClient::edge(env_id, self.links.clone(), timeouts));
+        }
+        let env = self.store.get_environment(env_id).await?;
         match env.kind {
             EnvKind::Local => {
                 let socket = env.socket.unwrap_or_else(|| "/var/run/docker.sock".into());
