@@ -179,6 +179,18 @@ impl EnvClient {
         links.get(self.env_id).ok_or(EnvError::NotConnected)
     }
 
+    /// Sends `call` to a local daemon; `idle` bounds the wait for headers.
+    async fn send_local(
+        docker: &DockerClient,
+        call: DockerCall,
+        idle: Duration,
+    ) -> Result<http::Response<Incoming>, EnvError> {
+        tokio::time::timeout(idle, docker.send(Self::local_request(call)))
+            .await
+            .map_err(|_| EnvError::Timeout(idle))?
+            .map_err(docker_err)
+    }
+
     fn local_request(call: DockerCall) -> DockerRequest {
         DockerRequest {
             method: call.method,
@@ -195,10 +207,7 @@ impl EnvClient {
         match &self.target {
             Target::Edge(links) => self.link(links)?.call_whole(&call, idle).await,
             Target::Local(docker) => {
-                let resp = tokio::time::timeout(idle, docker.send(Self::local_request(call)))
-                    .await
-                    .map_err(|_| EnvError::Timeout(idle))?
-                    .map_err(docker_err)?;
+                let resp = Self::send_local(docker, call, idle).await?;
                 let status = resp.status().as_u16();
                 let headers = first_values(resp.headers());
                 let mut body = resp.into_body();
@@ -256,10 +265,7 @@ impl EnvClient {
                 })
             }
             Target::Local(docker) => {
-                let resp = tokio::time::timeout(idle, docker.send(Self::local_request(call)))
-                    .await
-                    .map_err(|_| EnvError::Timeout(idle))?
-                    .map_err(docker_err)?;
+                let resp = Self::send_local(docker, call, idle).await?;
                 let status = resp.status().as_u16();
                 let headers = first_values(resp.headers());
                 Ok(DockerStream {

@@ -192,14 +192,7 @@ impl Telemetry {
                     self.status.clone(),
                     stop.clone(),
                 );
-                let guard = stop.clone().drop_guard();
-                tracker.spawn(
-                    async move {
-                        let _stop_all_on_exit = guard;
-                        task.await;
-                    }
-                    .instrument(tracing::info_span!("metrics")),
-                );
+                spawn_linked(&tracker, &stop, tracing::info_span!("metrics"), task);
             }
             Err(err) => warn!(%err, "host metrics unavailable: sending container events only"),
         }
@@ -211,13 +204,11 @@ impl Telemetry {
             self.status.clone(),
             stop.clone(),
         );
-        let guard = stop.clone().drop_guard();
-        tracker.spawn(
-            async move {
-                let _stop_all_on_exit = guard;
-                task.await;
-            }
-            .instrument(tracing::info_span!("container_events")),
+        spawn_linked(
+            &tracker,
+            &stop,
+            tracing::info_span!("container_events"),
+            task,
         );
         tracker.close();
         info!(?interval, "telemetry running");
@@ -229,4 +220,22 @@ impl Telemetry {
 /// [`Telemetry::probe_capabilities`] with the default options.
 pub async fn probe_capabilities(docker: &DockerClient) -> Vec<&'static str> {
     Telemetry::default().probe_capabilities(docker).await
+}
+
+/// Spawns one telemetry loop on `tracker`; when it ends, for any reason,
+/// `stop` is cancelled so its sibling loop stops too.
+fn spawn_linked(
+    tracker: &TaskTracker,
+    stop: &CancellationToken,
+    span: tracing::Span,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let guard = stop.clone().drop_guard();
+    tracker.spawn(
+        async move {
+            let _stop_all_on_exit = guard;
+            task.await;
+        }
+        .instrument(span),
+    );
 }
