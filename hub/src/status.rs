@@ -231,14 +231,11 @@ impl Monitor {
 }
 
 /// An agent link was established (called once per link, after it is
-/// registered): clears the stored disconnect reason, then publishes
-/// `agent.connected`.
+/// registered and recorded in the store, which clears the stored
+/// disconnect reason): publishes `agent.connected`.
 pub(crate) async fn on_connect(state: &AppState, link: &LinkHandle) {
     let agent = link.agent();
     state.metrics.agent_connected();
-    if let Err(err) = state.store.record_connect(link.env_id()).await {
-        tracing::warn!(%err, "could not record the connect in the store");
-    }
     state.events.publish(
         EventKind::AgentConnected,
         link.env_id(),

@@ -30,7 +30,7 @@ use tracing::Instrument;
 use super::{Conflict, LinkHandle};
 use crate::crypto;
 use crate::state::AppState;
-use crate::store::{now_secs, AgentRecord, EnvKind};
+use crate::store::{now_secs, AgentRecord, EnvKind, NewAudit};
 
 /// The agent endpoint's routes.
 pub fn router() -> Router<AppState> {
@@ -198,24 +198,28 @@ async fn handle(mut ws: WebSocket, state: AppState, ip: Option<IpAddr>) {
         Ok(None) => {}
         Err(full) => return refuse(ws, Refusal::new(full.to_string())).await,
     }
-    if let Err(err) = state.store.record_agent(admitted.env_id, &agent).await {
-        tracing::warn!(%err, "could not record the agent in the store");
+    let actor = format!("agent:{}", agent.id);
+    let target = format!("environment:{}", admitted.env_id);
+    let detail = format!(
+        "name={} version={} host={} peer={}",
+        agent.name,
+        agent.version,
+        agent.hostname,
+        ip.map(|i| i.to_string()).unwrap_or_default()
+    );
+    let audit = NewAudit {
+        actor: &actor,
+        action: "agent.connect",
+        target: Some(&target),
+        detail: Some(&detail),
+    };
+    if let Err(err) = state
+        .store
+        .record_link_up(admitted.env_id, admitted.token_id, &agent, &audit)
+        .await
+    {
+        tracing::warn!(%err, "could not record the agent's connect in the store");
     }
-    let _ = state.store.mark_token_used(admitted.token_id).await;
-    state
-        .audit(
-            &format!("agent:{}", agent.id),
-            "agent.connect",
-            Some(&format!("environment:{}", admitted.env_id)),
-            Some(&format!(
-                "name={} version={} host={} peer={}",
-                agent.name,
-                agent.version,
-                agent.hostname,
-                ip.map(|i| i.to_string()).unwrap_or_default()
-            )),
-        )
-        .await;
     tracing::info!(agent_name = %agent.name, version = %agent.version, "agent connected");
     crate::status::on_connect(&state, &link).await;
     super::session::run(ws, link, queues, state).await;

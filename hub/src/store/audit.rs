@@ -25,6 +25,45 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// An audit entry to append.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAudit<'a> {
+    /// Who (see [`AuditEntry::actor`]).
+    pub actor: &'a str,
+    /// What (see [`AuditEntry::action`]).
+    pub action: &'a str,
+    /// The object acted on.
+    pub target: Option<&'a str>,
+    /// Free text, never a secret.
+    pub detail: Option<&'a str>,
+}
+
+/// Appends `entry` on `conn` (a pooled connection or a transaction) and
+/// prunes past [`MAX_AUDIT_ROWS`] every thousandth entry.
+pub(super) async fn append_audit(
+    conn: &mut sqlx::SqliteConnection,
+    entry: &NewAudit<'_>,
+) -> Result<(), StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?) \
+         RETURNING id",
+    )
+    .bind(now_secs())
+    .bind(entry.actor)
+    .bind(entry.action)
+    .bind(entry.target)
+    .bind(entry.detail)
+    .fetch_one(&mut *conn)
+    .await?;
+    if id % 1000 == 0 {
+        sqlx::query("DELETE FROM audit_log WHERE id <= ?")
+            .bind(id - MAX_AUDIT_ROWS)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Appends an audit entry and prunes past [`MAX_AUDIT_ROWS`].
     pub async fn audit(
@@ -34,24 +73,14 @@ impl Store {
         target: Option<&str>,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?) \
-             RETURNING id",
-        )
-        .bind(now_secs())
-        .bind(actor)
-        .bind(action)
-        .bind(target)
-        .bind(detail)
-        .fetch_one(&self.pool)
-        .await?;
-        if id % 1000 == 0 {
-            sqlx::query("DELETE FROM audit_log WHERE id <= ?")
-                .bind(id - MAX_AUDIT_ROWS)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        let entry = NewAudit {
+            actor,
+            action,
+            target,
+            detail,
+        };
+        append_audit(&mut conn, &entry).await
     }
 
     /// The newest `limit` entries, newest first.

@@ -24,20 +24,24 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
 use crate::crypto::{CryptoError, SecretBox};
 
 pub use apikeys::{ApiKeyCandidate, ApiKeyRecord, NewApiKey};
-pub use audit::{AuditEntry, MAX_AUDIT_ROWS};
+pub use audit::{AuditEntry, NewAudit, MAX_AUDIT_ROWS};
 pub use envs::{AgentRecord, EnvKind, Environment, EnvironmentPatch, NewEnvironment};
 pub use registries::{NewRegistry, Registry, RegistryPatch};
 pub use status::EnvStatusRecord;
-pub use tokens::{TokenCandidate, TokenRecord};
+pub use tokens::{TokenCandidate, TokenProblem, TokenRecord};
 
 /// File name of the SQLite database inside the data dir.
 pub const DB_FILE: &str = "mooring.db";
+
+/// Rows (or ids) per statement in the batch writes and reads: two bound
+/// values each stays under SQLite's oldest limit of 999 variables.
+pub(crate) const BATCH_ROWS: usize = 400;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +127,12 @@ impl Store {
             .create_if_missing(true)
             .foreign_keys(true)
             .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit is not fsynced (checkpoints are); the
+            // database stays consistent on a crash and a power loss can
+            // only roll back the last commits. FULL costs one fsync per
+            // commit, which a reconnect storm of thousands of agents
+            // turns into seconds of queued writes.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -142,6 +152,17 @@ impl Store {
         Ok((store, Opened { fresh }))
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock up
+    /// front, waiting up to the busy timeout: a deferred transaction that
+    /// reads, then writes, fails at once with "database is locked" when
+    /// another connection committed in between (SQLite does not retry a
+    /// read lock's upgrade), which lost connect records under load.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Closes the pool (waits for connections to finish).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -158,7 +179,7 @@ impl Store {
 
     /// Sets a setting.
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM settings WHERE key = ?")
             .bind(key)
             .execute(&mut *tx)
@@ -174,7 +195,7 @@ impl Store {
 
     /// Sets a setting only if it is not set yet; true when this call set it.
     pub async fn set_setting_once(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
             .bind(key)
             .fetch_optional(&mut *tx)

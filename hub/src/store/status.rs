@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{now_secs, AgentRecord, NewAudit, Store, StoreError};
 
 /// The stored status of one environment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -89,7 +89,7 @@ impl Store {
         last_seen: i64,
         last_metrics: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         self.ensure_status_row(&mut tx, env_id).await?;
         sqlx::query(
             "UPDATE env_status SET disconnect_reason = ?, disconnect_count = disconnect_count + 1, \
@@ -110,9 +110,24 @@ impl Store {
         Ok(())
     }
 
-    /// Records that a link of `env_id` is up: no disconnect reason applies.
-    pub async fn record_connect(&self, env_id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+    /// Everything a new agent link records, in one transaction (one
+    /// commit per connect, not four): the agent on its environment, the
+    /// token's last use, the audit entry, and no disconnect reason.
+    pub async fn record_link_up(
+        &self,
+        env_id: i64,
+        token_id: i64,
+        agent: &AgentRecord,
+        audit: &NewAudit<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        super::envs::update_agent(&mut tx, env_id, agent).await?;
+        sqlx::query("UPDATE agent_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(now_secs())
+            .bind(token_id)
+            .execute(&mut *tx)
+            .await?;
+        super::audit::append_audit(&mut tx, audit).await?;
         self.ensure_status_row(&mut tx, env_id).await?;
         sqlx::query("UPDATE env_status SET disconnect_reason = NULL WHERE env_id = ?")
             .bind(env_id)

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{now_secs, Store, StoreError};
+use super::{now_secs, Store, StoreError, BATCH_ROWS};
 
 /// A token as listed (never the secret, never the hash).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,6 +33,27 @@ pub struct TokenCandidate {
     pub record: TokenRecord,
     /// Its argon2id PHC string.
     pub hash: String,
+}
+
+/// Why a token that once authenticated a link no longer may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TokenProblem {
+    /// Revoked since.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+    /// Deleted, alone or with its environment.
+    Deleted,
+}
+
+impl std::fmt::Display for TokenProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenProblem::Revoked => "Token revoked",
+            TokenProblem::Expired => "Token expired",
+            TokenProblem::Deleted => "Environment or token deleted",
+        })
+    }
 }
 
 const TOKEN_COLUMNS: &str =
@@ -87,6 +108,47 @@ impl Store {
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("token {id}")))?;
         token_from_row(&row)
+    }
+
+    /// Of the tokens `ids`, those that can no longer hold a link, and why:
+    /// revoked, expired, or deleted (with their environment). Ids not in
+    /// the answer are still good. One query per 400 ids.
+    pub async fn unusable_tokens(
+        &self,
+        ids: &[i64],
+    ) -> Result<Vec<(i64, TokenProblem)>, StoreError> {
+        let now = now_secs();
+        let mut problems = Vec::new();
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT id, revoked_at, expires_at FROM agent_tokens WHERE id IN ({marks})"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            let mut found = std::collections::HashSet::with_capacity(rows.len());
+            for row in rows {
+                let id: i64 = row.try_get("id")?;
+                found.insert(id);
+                let revoked: Option<i64> = row.try_get("revoked_at")?;
+                let expires: Option<i64> = row.try_get("expires_at")?;
+                if revoked.is_some() {
+                    problems.push((id, TokenProblem::Revoked));
+                } else if expires.is_some_and(|e| e <= now) {
+                    problems.push((id, TokenProblem::Expired));
+                }
+            }
+            problems.extend(
+                chunk
+                    .iter()
+                    .filter(|id| !found.contains(id))
+                    .map(|id| (*id, TokenProblem::Deleted)),
+            );
+        }
+        Ok(problems)
     }
 
     /// Tokens of one environment, or of all when `env_id` is `None`.
