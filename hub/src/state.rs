@@ -206,7 +206,7 @@ impl AppState {
             tracker.clone(),
         );
         jobs.spawn_sweeper();
-        Ok(AppState {
+        let state = AppState {
             links: Links::new(settings.max_links),
             failed_auth: Arc::new(FailedAuth::new(
                 settings.auth_free_failures,
@@ -228,7 +228,9 @@ impl AppState {
             tracker,
             server_id: server_id.into(),
             jobs,
-        })
+        };
+        crate::link::heartbeat::spawn(&state);
+        Ok(state)
     }
 
     /// A client for environment `env_id`: 404 when it does not exist, 503

@@ -11,8 +11,9 @@
 //! # Layout
 //! - [`endpoint`]: the WebSocket upgrade, the `hello` handshake, token
 //!   checks, conflict resolution between agents.
-//! - [`session`]: the tasks that own one socket (reader, writer, pings,
-//!   silence detection).
+//! - [`session`]: the tasks that own one socket (reader, writer).
+//! - [`heartbeat`]: the one sweep over all links: pings, silence, last-seen
+//!   and token re-checks.
 //! - [`pending`]: the per-link table of requests waiting for answers.
 //! - [`calls`]: sending a Docker call over a link and collecting the answer.
 //! - [`ratelimit`]: failed-auth delays per source IP and the reconnect
@@ -22,6 +23,7 @@
 
 pub mod calls;
 pub mod endpoint;
+pub mod heartbeat;
 pub mod pending;
 pub mod ratelimit;
 pub mod session;
@@ -212,9 +214,14 @@ impl LinkHandle {
         (us >= 0).then(|| us as f64 / 1000.0)
     }
 
-    /// The writer sent a timed ping carrying `timestamp`.
-    pub(crate) fn ping_sent(&self, timestamp: i64) {
-        *lock(&self.inner.ping_out) = Some((timestamp, std::time::Instant::now()));
+    /// Queues a timed ping carrying `now` (unix ms) for the writer; false
+    /// when the writer queue is full (the ping is skipped).
+    pub(crate) fn send_ping(&self, now: i64) -> bool {
+        // Noted before it is queued, so that its pong always finds it.
+        *lock(&self.inner.ping_out) = Some((now, std::time::Instant::now()));
+        self.try_send(Frame::Ping(mooring_protocol::Ping {
+            timestamp: Some(now.into()),
+        }))
     }
 
     /// A `pong` arrived. A pong that echoes a hub timestamp (a number close
@@ -401,6 +408,11 @@ impl Links {
     /// The live link of an environment.
     pub fn get(&self, env_id: i64) -> Option<LinkHandle> {
         lock(&self.inner).live.get(&env_id).cloned()
+    }
+
+    /// Every live link, as of now (the lock is not held afterwards).
+    pub(crate) fn snapshot(&self) -> Vec<LinkHandle> {
+        lock(&self.inner).live.values().cloned().collect()
     }
 
     /// Number of live links.

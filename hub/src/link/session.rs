@@ -1,10 +1,12 @@
 //! The tasks that own one agent's WebSocket after the handshake.
 //!
 //! The socket is split once: a writer task owns the sink and drains the
-//! link's bounded frame queue, its cancellation queue and the ping timer; the
-//! reader (the session task itself) owns the stream, dispatches answers to
-//! the pending table by request id, and watches for silence. Nothing else
-//! touches the socket.
+//! link's bounded frame queue (pings from the hub's heartbeat sweep
+//! included) and its cancellation queue; the reader (the session task
+//! itself) owns the stream, dispatches answers to the pending table by
+//! request id, and keeps the link's last-seen clock that the sweep judges
+//! silence by. Neither task has a timer of its own. Nothing else touches the
+//! socket.
 //!
 //! # Backpressure policy for streams
 //! Each stream has a bounded buffer of `stream_buffer` chunks. When it is
@@ -26,24 +28,20 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use mooring_protocol::{end_reason, Frame, Ping, Pong, StreamEnd};
+use mooring_protocol::{end_reason, Frame, Pong, StreamEnd};
 use tracing::Instrument;
 
 use super::pending::{StreamEvent, Waiter, WholeAnswer};
-use super::{now_ms, LinkHandle, LinkQueues};
+use super::{LinkHandle, LinkQueues};
 use crate::envs::EnvError;
 use crate::state::AppState;
-
-/// How often the reader checks silence and records last-seen in the store.
-const PERSIST_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the link until it closes, then unregisters it and records the end.
 pub(crate) async fn run(ws: WebSocket, link: LinkHandle, queues: LinkQueues, state: AppState) {
     let (sink, stream) = ws.split();
-    let writer = state.tracker.spawn(
-        write_loop(sink, link.clone(), queues, state.settings.ping_interval)
-            .instrument(tracing::Span::current()),
-    );
+    let writer = state
+        .tracker
+        .spawn(write_loop(sink, link.clone(), queues).instrument(tracing::Span::current()));
     let reason = read_loop(stream, &link, &state).await;
     link.close(&reason);
     let reason = link.close_reason().unwrap_or(reason);
@@ -64,16 +62,16 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     link: LinkHandle,
     mut queues: LinkQueues,
-    ping_every: Duration,
 ) {
-    let mut ping = tokio::time::interval(ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
+    // One cancellation future for the task's life: a fresh one per loop
+    // turn registers with (and leaves) the token's waiter list every time.
     let cancel = link.cancelled_token().clone();
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let frame = tokio::select! {
             biased;
-            _ = cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             frame = queues.out_rx.recv() => match frame {
                 Some(frame) => frame,
                 None => break,
@@ -83,11 +81,6 @@ async fn write_loop(
                 reason: Some(end_reason::CANCELLED.to_owned()),
                 ..Default::default()
             }),
-            _ = ping.tick() => {
-                let now = now_ms();
-                link.ping_sent(now);
-                Frame::Ping(Ping { timestamp: Some(now.into()) })
-            }
         };
         let text = frame.encode();
         let len = text.len();
@@ -99,7 +92,7 @@ async fn write_loop(
                 }
                 link.counters().frame_out(len);
             }
-            _ = cancel.cancelled() => break,
+            _ = &mut cancelled => break,
         }
     }
     let reason = link
@@ -120,29 +113,13 @@ async fn read_loop(
 ) -> String {
     let settings = &state.settings;
     let cancel = link.cancelled_token().clone();
-    let mut watchdog = tokio::time::interval(watchdog_period(settings.silence_timeout));
-    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_persist = tokio::time::Instant::now();
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => {
+            _ = &mut cancelled => {
                 return link.close_reason().unwrap_or_else(|| "link closed".to_owned());
-            }
-            _ = watchdog.tick() => {
-                let silent_ms = now_ms() - link.last_seen_ms();
-                if silent_ms > settings.silence_timeout.as_millis() as i64 {
-                    return format!(
-                        "agent silent for {}s (no frame, no pong): link presumed dead",
-                        silent_ms / 1000
-                    );
-                }
-                if last_persist.elapsed() >= PERSIST_EVERY {
-                    last_persist = tokio::time::Instant::now();
-                    if let Some(reason) = persist_and_check(link, state).await {
-                        return reason;
-                    }
-                }
             }
             msg = stream.next() => match msg {
                 None => return "agent closed the connection".to_owned(),
@@ -175,36 +152,6 @@ async fn read_loop(
                 Some(Ok(_)) => link.touch(),
             }
         }
-    }
-}
-
-/// How often a link's reader checks for silence: a tenth of the silence
-/// timeout, between 100 ms and 5 s. Each check wakes the link's task, so a
-/// fixed 1 s cost 10,000 wake-ups a second at 10,000 agents; a 90 s silence
-/// is still detected within 95 s.
-fn watchdog_period(silence_timeout: Duration) -> Duration {
-    (silence_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
-}
-
-/// Records last-seen; returns a reason to drop the link when its token was
-/// revoked or expired, or its environment deleted, meanwhile.
-async fn persist_and_check(link: &LinkHandle, state: &AppState) -> Option<String> {
-    let _ = state
-        .store
-        .touch_agent(link.env_id(), link.last_seen_ms() / 1000)
-        .await;
-    match state.store.get_token(link.token_id()).await {
-        Ok(token) if token.record.revoked_at.is_some() => Some("Token revoked".into()),
-        Ok(token)
-            if token
-                .record
-                .expires_at
-                .is_some_and(|e| e <= crate::store::now_secs()) =>
-        {
-            Some("Token expired".into())
-        }
-        Err(crate::store::StoreError::NotFound(_)) => Some("Environment or token deleted".into()),
-        _ => None,
     }
 }
 
@@ -367,25 +314,4 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn watchdog_scales_with_the_silence_timeout() {
-        assert_eq!(
-            watchdog_period(Duration::from_secs(90)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            watchdog_period(Duration::from_secs(3)),
-            Duration::from_millis(300)
-        );
-        assert_eq!(
-            watchdog_period(Duration::from_millis(200)),
-            Duration::from_millis(100)
-        );
-    }
 }
