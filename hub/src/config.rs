@@ -80,8 +80,8 @@ pub struct ServeArgs {
     /// reach the port controls every Docker host.
     #[arg(long, env = "MOORING_NO_AUTH")]
     pub no_auth: bool,
-    /// Seconds between hub → agent pings.
-    #[arg(long, env = "MOORING_PING_INTERVAL_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    /// Seconds an agent link may be quiet before the hub pings it (it pings only quiet links).
+    #[arg(long, env = "MOORING_PING_INTERVAL_SECS", default_value_t = crate::state::DEFAULT_PING_INTERVAL_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ping_interval_secs: u64,
     /// Seconds of silence after which an agent link is dropped.
     #[arg(long, env = "MOORING_SILENCE_TIMEOUT_SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86400))]

@@ -26,13 +26,20 @@ use crate::sessions::Sessions;
 use crate::status::Monitor;
 use crate::store::{EnvKind, Store};
 
+/// Default hub → agent ping interval, seconds. The hub pings only links
+/// that were quiet this long (see `link::heartbeat`); the reference hub
+/// pings every link every 5 s. 15 s keeps NAT mappings and half-open
+/// detection well inside the 90 s silence timeout (six chances) at a third
+/// of the frames.
+pub const DEFAULT_PING_INTERVAL_SECS: u64 = 15;
+
 /// Version of this hub build.
 pub const HUB_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runtime limits and timings (from flags; see `config`).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Hub → agent ping interval.
+    /// A link quiet this long gets a hub → agent ping.
     pub ping_interval: Duration,
     /// A link silent this long is dropped.
     pub silence_timeout: Duration,
@@ -78,7 +85,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            ping_interval: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(DEFAULT_PING_INTERVAL_SECS),
             silence_timeout: Duration::from_secs(90),
             probe_timeout: Duration::from_secs(3),
             handshake_timeout: Duration::from_secs(

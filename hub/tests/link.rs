@@ -546,3 +546,37 @@ async fn a_stalled_stream_consumer_fails_its_stream_but_not_the_link() {
     assert_eq!(hub.env_json(env).await["status"], "online");
     hub.stop().await;
 }
+
+/// The hub pings an agent only to hear from it: a quiet agent about once
+/// per ping interval, an agent that keeps talking (here: its own pings)
+/// never, since every frame already proves the link alive.
+#[tokio::test]
+async fn the_hub_pings_quiet_agents_only() {
+    let hub = TestHub::start().await; // ping 1 s
+    let mut agents = Vec::new();
+    for name in ["quiet", "chatty"] {
+        let env = hub.create_edge_env(name).await;
+        let (_, token) = hub.create_token(env, None).await;
+        let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+            .await
+            .unwrap();
+        agents.push(agent);
+    }
+    let chatty = &agents[1];
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(3500) {
+        chatty.send_text(r#"{"type":"ping","timestamp":1}"#).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let quiet_pings = agents[0].seen.lock().unwrap().pings;
+    let chatty_pings = chatty.seen.lock().unwrap().pings;
+    assert!(
+        (2..=4).contains(&quiet_pings),
+        "a quiet agent is pinged about every second: {quiet_pings} pings in 3.5 s"
+    );
+    assert!(
+        chatty_pings <= 1,
+        "an agent that talks every 200 ms needs no hub ping: got {chatty_pings}"
+    );
+    hub.stop().await;
+}

@@ -40,6 +40,7 @@ fn every_scenario_runs_at_small_size_and_reports_numbers() {
         rig: Some(rig),
         scale_agents: Some(vec![50]),
         steady_secs: Some(3),
+        hub_ping_secs: None,
         verbose: true,
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

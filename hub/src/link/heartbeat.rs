@@ -1,15 +1,22 @@
-//! The hub's one heartbeat sweep over every live link: it pings agents,
-//! drops links that fell silent, and periodically records last-seen times
-//! and re-checks the tokens the links authenticated with.
+//! The hub's one heartbeat sweep over every live link: it pings agents
+//! that have been quiet, drops links that fell silent, and periodically
+//! records last-seen times and re-checks the tokens the links authenticated
+//! with.
 //!
 //! One task for the whole hub instead of timers per link. With a ping timer
 //! and a silence watchdog in every link, 10,000 idle agents cost two timer
 //! wake-ups per link per ping interval, spread evenly over time so the
 //! runtime's workers park and unpark between nearly every one, plus two
-//! store round trips per link every 30 s. The sweep queues all pings of a
-//! round together (the writers and, a round trip later, the readers then
-//! run as one burst), checks silence by reading each link's last-seen
-//! clock, and batches the store work into a few statements.
+//! store round trips per link every 30 s. The sweep reads each link's
+//! last-seen clock, a few atomics per link per round, and batches the store
+//! work into a few statements.
+//!
+//! # Ping policy
+//! A ping exists to hear from the agent. A link is pinged when nothing came
+//! from it for a whole ping interval and no ping went out in that time, so
+//! an idle agent is pinged every interval (to within a tenth of it) and a
+//! link that carries traffic, or an agent that pings on its own, costs no
+//! extra frames. Silence past the timeout closes the link either way.
 //!
 //! The sweep never touches a socket and never waits on one link: a ping is
 //! queued with `try_send` (a full writer queue skips that ping; the link is
@@ -34,12 +41,13 @@ pub(crate) fn spawn(state: &AppState) {
     tracker.spawn(run(state));
 }
 
-/// How often the sweep runs: the ping interval, or a tenth of the silence
-/// timeout (100 ms – 5 s) when that is shorter, so a silent link is
-/// dropped within the timeout plus one period (90 s → within 95 s).
+/// How often the sweep runs: a tenth of the ping interval (so pings leave
+/// on time to within a tenth), or of the silence timeout when that is
+/// shorter (a silent link is dropped within the timeout plus a tenth of
+/// it), between 100 ms and 5 s.
 fn sweep_period(ping_interval: Duration, silence_timeout: Duration) -> Duration {
-    let watch = (silence_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    ping_interval.min(watch).max(Duration::from_millis(10))
+    (ping_interval.min(silence_timeout) / 10)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// Every how many sweeps an event recurs (at least every sweep).
@@ -51,7 +59,7 @@ fn every_ticks(every: Duration, period: Duration) -> u64 {
 async fn run(state: AppState) {
     let settings = state.settings.clone();
     let period = sweep_period(settings.ping_interval, settings.silence_timeout);
-    let ping_ticks = every_ticks(settings.ping_interval, period);
+    let ping_ms = i64::try_from(settings.ping_interval.as_millis()).unwrap_or(i64::MAX);
     let persist_ticks = every_ticks(PERSIST_EVERY, period);
     let silence_ms = i64::try_from(settings.silence_timeout.as_millis()).unwrap_or(i64::MAX);
     let mut ticker = tokio::time::interval(period);
@@ -66,7 +74,6 @@ async fn run(state: AppState) {
         round += 1;
         let links = state.links.snapshot();
         let now = now_ms();
-        let ping = round % ping_ticks == 0;
         for link in &links {
             if link.is_closed() {
                 continue;
@@ -77,7 +84,7 @@ async fn run(state: AppState) {
                     "agent silent for {}s (no frame, no pong): link presumed dead",
                     silent_ms / 1000
                 ));
-            } else if ping {
+            } else if silent_ms >= ping_ms && now - link.last_ping_ms() >= ping_ms {
                 link.send_ping(now);
             }
         }
@@ -123,16 +130,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sweep_runs_at_the_ping_interval_or_a_tenth_of_the_silence_timeout() {
+    fn the_sweep_runs_at_a_tenth_of_the_ping_interval_or_silence_timeout() {
         let s = Duration::from_secs;
-        assert_eq!(sweep_period(s(5), s(90)), s(5));
-        assert_eq!(sweep_period(s(30), s(90)), s(5));
-        assert_eq!(sweep_period(s(1), s(3)), Duration::from_millis(300));
-        assert_eq!(
-            sweep_period(s(1), Duration::from_millis(200)),
-            Duration::from_millis(100)
-        );
-        assert_eq!(sweep_period(s(2), s(60)), s(2));
+        let ms = Duration::from_millis;
+        assert_eq!(sweep_period(s(5), s(90)), ms(500));
+        assert_eq!(sweep_period(s(15), s(90)), s(1) + ms(500));
+        assert_eq!(sweep_period(s(120), s(90)), s(5));
+        assert_eq!(sweep_period(s(1), s(3)), ms(100));
+        assert_eq!(sweep_period(s(2), ms(200)), ms(100));
     }
 
     #[test]

@@ -95,6 +95,8 @@ struct LinkInner {
     ping_out: Mutex<Option<(i64, std::time::Instant)>>,
     /// Round trip of the last answered ping, microseconds (-1: none yet).
     rtt_us: AtomicI64,
+    /// When the hub last queued a ping, unix ms (0: never).
+    last_ping_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for LinkHandle {
@@ -158,6 +160,7 @@ impl LinkHandle {
                 counters,
                 ping_out: Mutex::new(None),
                 rtt_us: AtomicI64::new(-1),
+                last_ping_ms: AtomicI64::new(0),
             }),
         };
         (handle, LinkQueues { out_rx, cancels_rx })
@@ -219,6 +222,7 @@ impl LinkHandle {
     pub(crate) fn send_ping(&self, now: i64) -> bool {
         // Noted before it is queued, so that its pong always finds it.
         *lock(&self.inner.ping_out) = Some((now, std::time::Instant::now()));
+        self.inner.last_ping_ms.store(now, Ordering::Relaxed);
         self.try_send(Frame::Ping(mooring_protocol::Ping {
             timestamp: Some(now.into()),
         }))
@@ -244,6 +248,11 @@ impl LinkHandle {
             let us = i64::try_from(sent_at.elapsed().as_micros()).unwrap_or(i64::MAX);
             self.inner.rtt_us.store(us, Ordering::Relaxed);
         }
+    }
+
+    /// When the hub last queued a ping on this link, unix ms (0: never).
+    pub(crate) fn last_ping_ms(&self) -> i64 {
+        self.inner.last_ping_ms.load(Ordering::Relaxed)
     }
 
     /// Token cancelled when the link closes.

@@ -71,6 +71,8 @@ pub struct Options {
     pub scale_agents: Option<Vec<usize>>,
     /// Seconds of steady state measured in the scale scenario (default by size).
     pub steady_secs: Option<u64>,
+    /// The scale hub's ping interval in seconds (`None`: the hub's default).
+    pub hub_ping_secs: Option<u64>,
     /// Print progress lines on stderr.
     pub verbose: bool,
 }

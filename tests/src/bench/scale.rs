@@ -5,8 +5,10 @@
 //! agent, many per process: `hello` with a real token, waits for
 //! `welcome`, answers every `ping` with `pong`, and pings every 30 s itself
 //! (the reference default) at a random phase. The hub runs with its
-//! defaults (it pings every 5 s) except `--max-links` and
-//! `--max-connections`, raised to fit N.
+//! defaults (it pings links quiet for 15 s) except `--max-links` and
+//! `--max-connections`, raised to fit N, and `--ping-interval-secs` when
+//! `--hub-ping-secs` asks for another cadence (e.g. the reference hub's
+//! 5 s); the CPU target is judged at the hub's default only.
 //!
 //! Tokens: creating and verifying 10,000 argon2id hashes at the hub's
 //! strength (19 MiB, 2 passes) takes minutes on two cores, so the store is
@@ -58,6 +60,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
         Size::Full => 60,
     }));
     let mut r = ScenarioReport::new("scale");
+    let ping_secs = opts
+        .hub_ping_secs
+        .unwrap_or(mooring_hub::state::DEFAULT_PING_INTERVAL_SECS);
     for n in counts {
         let need = n as u64 + 256;
         if fd_limit() < need {
@@ -69,8 +74,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<ScenarioReport> {
         one(opts, n, steady, &mut r).await?;
     }
     r.notes.push(format!(
-        "simulated agents ping every {}s and answer the hub's pings (hub default: every 5 s); steady state measured over {}s after all connected; the first min(N/5, {STRONG}) tokens at the hub's argon2id strength (they connect first), the rest with minimal argon2id parameters; RSS per agent = (RSS with N − RSS after the strong phase) / the minimal-hash agents",
+        "simulated agents ping every {}s and answer the hub's pings (the hub pings links quiet for {ping_secs} s{}); steady state measured over {}s after all connected; the first min(N/5, {STRONG}) tokens at the hub's argon2id strength (they connect first), the rest with minimal argon2id parameters; RSS per agent = (RSS with N − RSS after the strong phase) / the minimal-hash agents",
         AGENT_HEARTBEAT.as_secs(),
+        if opts.hub_ping_secs.is_some() { ", set with --ping-interval-secs" } else { ", its default" },
         steady.as_secs()
     ));
     Ok(r)
@@ -93,13 +99,12 @@ async fn one(
     );
     let max_links = (n + 16).to_string();
     let max_conns = (n * 2 + 64).to_string();
-    let mut hub = Hub::start(
-        &opts.hub_bin,
-        Some(dir),
-        None,
-        &["--max-links", &max_links, "--max-connections", &max_conns],
-    )
-    .await?;
+    let mut args = vec!["--max-links", &max_links, "--max-connections", &max_conns];
+    let ping = opts.hub_ping_secs.map(|s| s.to_string());
+    if let Some(ping) = &ping {
+        args.extend(["--ping-interval-secs", ping]);
+    }
+    let mut hub = Hub::start(&opts.hub_bin, Some(dir), None, &args).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = hub.pid();
     let rss0 = rss_kib(pid)?;
@@ -189,10 +194,13 @@ async fn one(
     );
     r.rows.push(row.target("< 64 KiB", per_agent < 64.0));
     let cpu_row = Row::value(
-        format!("N={n}: hub CPU % of one core, steady heartbeats"),
+        match &ping {
+            None => format!("N={n}: hub CPU % of one core, steady heartbeats"),
+            Some(s) => format!("N={n}: hub CPU % of one core, steady heartbeats (hub ping {s} s)"),
+        },
         steady_cpu * 100.0,
     );
-    if n >= 10_000 {
+    if n >= 10_000 && ping.is_none() {
         r.rows
             .push(cpu_row.target("< 5 % at 10,000", steady_cpu < 0.05));
     } else {

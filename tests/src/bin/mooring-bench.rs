@@ -38,6 +38,9 @@ struct Cli {
     /// Seconds of steady state in the scale scenario (default: 60 full, 5 small).
     #[arg(long, env = "MOORING_BENCH_STEADY_SECS")]
     steady_secs: Option<u64>,
+    /// The scale hub's `--ping-interval-secs` (default: the hub's own default).
+    #[arg(long, env = "MOORING_BENCH_HUB_PING_SECS")]
+    hub_ping_secs: Option<u64>,
     /// Print only the tables (no progress lines).
     #[arg(long, short)]
     quiet: bool,
@@ -83,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         rig,
         scale_agents: cli.agents,
         steady_secs: cli.steady_secs,
+        hub_ping_secs: cli.hub_ping_secs,
         verbose: !cli.quiet,
     };
     for bin in [&opts.hub_bin, &opts.agent_bin] {
