@@ -88,7 +88,7 @@ async fn run(state: AppState) {
                 link.send_ping(now);
             }
         }
-        if round % persist_ticks == 0 {
+        if round.is_multiple_of(persist_ticks) {
             persist_and_check(&state, &links).await;
         }
     }
