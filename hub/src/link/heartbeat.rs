@@ -66,6 +66,9 @@ async fn run(state: AppState) {
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker.tick().await;
     let mut round: u64 = 0;
+    // The store work runs beside the sweep, one batch at a time, so a slow
+    // disk never delays pings or silence checks.
+    let mut persisting: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -88,15 +91,17 @@ async fn run(state: AppState) {
                 link.send_ping(now);
             }
         }
-        if round.is_multiple_of(persist_ticks) {
-            persist_and_check(&state, &links).await;
+        if round.is_multiple_of(persist_ticks)
+            && persisting.as_ref().is_none_or(|batch| batch.is_finished())
+        {
+            persisting = Some(state.tracker.spawn(persist_and_check(state.clone(), links)));
         }
     }
 }
 
 /// Records last-seen of every live link in one batch, and closes the links
 /// whose token was revoked, expired or deleted since they connected.
-async fn persist_and_check(state: &AppState, links: &[LinkHandle]) {
+async fn persist_and_check(state: AppState, links: Vec<LinkHandle>) {
     let live: Vec<&LinkHandle> = links.iter().filter(|l| !l.is_closed()).collect();
     if live.is_empty() {
         return;
