@@ -233,10 +233,15 @@ impl Task {
 
     /// Sends a frame unless the request is cancelled meanwhile.
     async fn send(&self, frame: Frame) -> Result<(), Stop> {
+        self.send_encoded(frame.encode()).await
+    }
+
+    /// [`Task::send`] for a frame already encoded.
+    async fn send_encoded(&self, text: String) -> Result<(), Stop> {
         tokio::select! {
             biased;
             _ = self.token.cancelled() => Err(self.why_stopped()),
-            r = self.out.send(&frame) => r.map_err(|LinkClosed| Stop::LinkLost),
+            r = self.out.send_message(Message::text(text)) => r.map_err(|LinkClosed| Stop::LinkLost),
         }
     }
 
@@ -272,24 +277,23 @@ impl Task {
             }
             a = self.read_whole(id, req) => a,
         };
-        let frame = match answer {
-            Ok(frame) => frame,
+        let text = match answer {
+            Ok(text) => text,
             Err((code, text)) => {
                 tracing::warn!(code, %text, "Docker request failed");
-                Frame::Error(ErrorFrame::for_request(id, code, text))
+                Frame::Error(ErrorFrame::for_request(id, code, text)).encode()
             }
         };
-        if let Frame::Response(r) = &frame {
-            tracing::debug!(status = r.status_code, "answered");
-        }
-        let _ = self.send(frame).await;
+        let _ = self.send_encoded(text).await;
     }
 
+    /// Docker's whole answer as an encoded `response` frame (encoded once:
+    /// its size is checked on the text that is sent).
     async fn read_whole(
         &self,
         id: &str,
         req: DockerRequest,
-    ) -> Result<Frame, (&'static str, String)> {
+    ) -> Result<String, (&'static str, String)> {
         let idle = self.settings.request_timeout;
         let resp = match tokio::time::timeout(idle, self.docker.send(req)).await {
             Err(_) => {
@@ -334,14 +338,15 @@ impl Task {
                 }
             }
         }
-        let frame = response_frame(id, &parts, &buf);
-        if frame.encode().len() > self.settings.max_frame_bytes {
+        let text = response_frame(id, &parts, &buf).encode();
+        if text.len() > self.settings.max_frame_bytes {
             return Err((
                 error_code::READ_ERROR,
                 ResponseTooLarge(self.settings.max_response_bytes).to_string(),
             ));
         }
-        Ok(frame)
+        tracing::debug!(status = parts.status.as_u16(), "answered");
+        Ok(text)
     }
 
     async fn stream(&self, id: &str, req: DockerRequest) {

@@ -173,7 +173,7 @@ where
         };
         match result {
             Ok(Ok(())) if is_close => return WriterEnd::Closed,
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => forget_write_waker(&mut sink),
             Ok(Err(err)) => {
                 link.cancel();
                 return WriterEnd::Failed(err.to_string());
@@ -184,6 +184,25 @@ where
             }
         }
     }
+}
+
+/// Leaves a no-op waker, not this task's, registered with the socket.
+///
+/// tokio-tungstenite keeps the waker of the last sink poll and wakes it on
+/// *every* readiness event of the socket, reads included (one proxy wakes
+/// both halves). So once a frame was written, each frame the hub sends would
+/// wake this idle writer for nothing as well as the reader: two tasks per
+/// incoming frame, which on a multi-threaded runtime sends one of them to the
+/// other worker (a futex wake and a context switch per request). The writer
+/// is not waiting on the socket between sends (its next send registers
+/// again), so an empty flush with a no-op waker is all it takes. The flush
+/// writes nothing: the frame was flushed by the send that just completed.
+fn forget_write_waker<S>(sink: &mut S)
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let _ = std::pin::Pin::new(sink).poll_flush(&mut cx);
 }
 
 #[cfg(test)]

@@ -102,17 +102,22 @@ fn relayed_headers(headers: &HeaderMap) -> Headers {
     out
 }
 
+/// Framing headers hyper sets itself (compared without case).
+const NOT_COPIED: &[&str] = &["content-length", "transfer-encoding", "connection"];
+
 fn copy_headers(src: &Headers, resp: &mut Response) {
+    let headers = resp.headers_mut();
+    headers.reserve(src.len());
     for (k, v) in src {
-        let lower = k.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "content-length" | "transfer-encoding" | "connection"
-        ) {
+        if NOT_COPIED.iter().any(|h| k.eq_ignore_ascii_case(h)) {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(lower), HeaderValue::from_str(v)) {
-            resp.headers_mut().insert(name, value);
+        // `from_bytes` lower-cases the name itself (no copy of it first).
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.insert(name, value);
         }
     }
 }
@@ -208,4 +213,31 @@ fn chunks(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copied_headers_keep_values_and_skip_framing() {
+        let mut src = Headers::new();
+        src.insert("Api-Version".into(), "1.41".into());
+        src.insert("Content-Type".into(), "application/json".into());
+        src.insert("Content-Length".into(), "2".into());
+        src.insert("Transfer-Encoding".into(), "chunked".into());
+        src.insert("CONNECTION".into(), "close".into());
+        src.insert("X-Docker-Odd".into(), "a b".into());
+        src.insert("Bad Name".into(), "dropped".into());
+        let mut resp = Response::new(Body::empty());
+        copy_headers(&src, &mut resp);
+        let h = resp.headers();
+        assert_eq!(h.get("api-version").unwrap(), "1.41");
+        assert_eq!(h.get("content-type").unwrap(), "application/json");
+        assert_eq!(h.get("x-docker-odd").unwrap(), "a b");
+        assert!(h.get("content-length").is_none());
+        assert!(h.get("transfer-encoding").is_none());
+        assert!(h.get("connection").is_none());
+        assert_eq!(h.len(), 3, "{h:?}");
+    }
 }

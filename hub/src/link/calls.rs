@@ -50,6 +50,17 @@ pub(crate) fn request_frame(id: &str, call: &DockerCall, streaming: bool) -> Fra
     })
 }
 
+/// A fresh request id: a random (v4) UUID, as before, but drawn from the
+/// thread's CSPRNG (seeded from the OS, reseeded by `rand`) instead of one
+/// `getrandom` system call per request.
+fn new_request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
 /// Decodes a `response` body (text or base64).
 pub(crate) fn answer_body(body: String, is_binary: bool) -> Result<Bytes, EnvError> {
     if is_binary {
@@ -94,7 +105,7 @@ impl LinkHandle {
         call: &DockerCall,
         timeout: Duration,
     ) -> Result<DockerResponse, EnvError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = new_request_id();
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id.clone(), Waiter::Whole(tx))?;
         let _guard = CancelGuard {
@@ -117,7 +128,7 @@ impl LinkHandle {
 
     /// Sends `call` as a streaming request.
     pub async fn open_stream(&self, call: &DockerCall) -> Result<EdgeStream, EnvError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = new_request_id();
         let (tx, rx) = mpsc::channel(self.limits().stream_buffer.max(1));
         let fail = FailSlot::default();
         self.pending().insert(
@@ -326,6 +337,18 @@ impl Drop for EdgeStream {
 mod tests {
     use super::*;
     use mooring_protocol::Headers;
+
+    #[test]
+    fn request_ids_are_distinct_v4_uuids() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+            assert_eq!(parsed.get_version_num(), 4, "{id}");
+            assert_eq!(id, parsed.hyphenated().to_string(), "lower-case hyphenated");
+        }
+    }
 
     fn call(body: &[u8], ct: Option<&str>) -> DockerCall {
         let mut headers = Headers::new();
