@@ -91,6 +91,7 @@ async fn write_loop(
                     break;
                 }
                 link.counters().frame_out(len);
+                forget_write_waker(&mut sink);
             }
             _ = &mut cancelled => break,
         }
@@ -306,6 +307,22 @@ async fn deliver(
             link.cancel_request(id);
         }
     }
+}
+
+/// Leaves a no-op waker, not the writer's, registered with the agent's
+/// socket once a frame is written.
+///
+/// tokio-tungstenite keeps the waker of the last sink poll and wakes it on
+/// *every* readiness event of the socket, reads included (one proxy wakes
+/// both halves). Without this, each frame the agent sends (every answer,
+/// every pong) wakes the idle writer as well as the reader: two tasks per
+/// frame, which the multi-threaded runtime spreads over two workers (a
+/// futex wake and a context switch). The writer waits on its queues, not
+/// on the socket, between sends, and its next send registers again; the
+/// empty flush writes nothing (the send that just completed flushed).
+fn forget_write_waker(sink: &mut SplitSink<WebSocket, Message>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let _ = futures_util::Sink::poll_flush(std::pin::Pin::new(sink), &mut cx);
 }
 
 fn truncate(text: &str, max: usize) -> String {
