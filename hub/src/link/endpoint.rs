@@ -183,7 +183,7 @@ async fn handle(mut ws: WebSocket, state: AppState, ip: Option<IpAddr>) {
         )),
         capabilities: Some(welcome_caps(&hello)),
     }));
-    match state.links.insert(link.clone()) {
+    let replaced = match state.links.insert(link.clone()) {
         Ok(Some(old)) => {
             let reason = if old.agent().id == agent.id {
                 "Connection replaced by new agent".to_owned()
@@ -194,9 +194,17 @@ async fn handle(mut ws: WebSocket, state: AppState, ip: Option<IpAddr>) {
                 )
             };
             old.close(&reason);
+            Some(old)
         }
-        Ok(None) => {}
+        Ok(None) => None,
         Err(full) => return refuse(ws, Refusal::new(full.to_string())).await,
+    };
+    // The old link's end is recorded and published before this one's start:
+    // an event consumer (or the stored disconnect reason) must not end on
+    // "disconnected" while the new link is up. Its session does that at once
+    // after the close; the bound only guards against a stuck store.
+    if let Some(old) = replaced {
+        old.wait_retired(Duration::from_secs(5)).await;
     }
     let actor = format!("agent:{}", agent.id);
     let target = format!("environment:{}", admitted.env_id);

@@ -16,7 +16,10 @@
 //! from it for a whole ping interval and no ping went out in that time, so
 //! an idle agent is pinged every interval (to within a tenth of it) and a
 //! link that carries traffic, or an agent that pings on its own, costs no
-//! extra frames. Silence past the timeout closes the link either way.
+//! extra frames for liveness. Every link is also pinged right after it
+//! connects and at least every [`RTT_EVERY`] intervals, so its round-trip
+//! time (shown per environment) is measured early and stays current.
+//! Silence past the timeout closes the link either way.
 //!
 //! The sweep never touches a socket and never waits on one link: a ping is
 //! queued with `try_send` (a full writer queue skips that ping; the link is
@@ -30,6 +33,10 @@ use tokio::time::MissedTickBehavior;
 
 use super::{now_ms, LinkHandle};
 use crate::state::AppState;
+
+/// A link's round trip is re-measured at least every this many ping
+/// intervals, however busy it is.
+const RTT_EVERY: i64 = 4;
 
 /// How often last-seen times are written and tokens re-checked.
 const PERSIST_EVERY: Duration = Duration::from_secs(30);
@@ -87,8 +94,12 @@ async fn run(state: AppState) {
                     "agent silent for {}s (no frame, no pong): link presumed dead",
                     silent_ms / 1000
                 ));
-            } else if silent_ms >= ping_ms && now - link.last_ping_ms() >= ping_ms {
-                link.send_ping(now);
+            } else {
+                let since_ping = now - link.last_ping_ms();
+                let quiet = silent_ms >= ping_ms && since_ping >= ping_ms;
+                if quiet || since_ping >= ping_ms.saturating_mul(RTT_EVERY) {
+                    link.send_ping(now);
+                }
             }
         }
         if round.is_multiple_of(persist_ticks)

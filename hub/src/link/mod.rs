@@ -97,6 +97,10 @@ struct LinkInner {
     rtt_us: AtomicI64,
     /// When the hub last queued a ping, unix ms (0: never).
     last_ping_ms: AtomicI64,
+    /// Cancelled once the session has recorded and published this link's
+    /// end (the link that replaces it waits for that, so events and stored
+    /// status read old-end before new-start).
+    retired: CancellationToken,
 }
 
 impl std::fmt::Debug for LinkHandle {
@@ -161,6 +165,7 @@ impl LinkHandle {
                 ping_out: Mutex::new(None),
                 rtt_us: AtomicI64::new(-1),
                 last_ping_ms: AtomicI64::new(0),
+                retired: CancellationToken::new(),
             }),
         };
         (handle, LinkQueues { out_rx, cancels_rx })
@@ -253,6 +258,16 @@ impl LinkHandle {
     /// When the hub last queued a ping on this link, unix ms (0: never).
     pub(crate) fn last_ping_ms(&self) -> i64 {
         self.inner.last_ping_ms.load(Ordering::Relaxed)
+    }
+
+    /// The session has recorded and published this link's end.
+    pub(crate) fn retire(&self) {
+        self.inner.retired.cancel();
+    }
+
+    /// Waits until [`LinkHandle::retire`], at most `within`.
+    pub(crate) async fn wait_retired(&self, within: Duration) {
+        let _ = tokio::time::timeout(within, self.inner.retired.cancelled()).await;
     }
 
     /// Token cancelled when the link closes.

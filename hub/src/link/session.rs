@@ -49,6 +49,7 @@ pub(crate) async fn run(ws: WebSocket, link: LinkHandle, queues: LinkQueues, sta
     // the environment reads offline with its reason), then publishes
     // agent.disconnected.
     crate::status::on_disconnect(&state, &link, &reason).await;
+    link.retire();
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     let actor = format!("agent:{}", link.agent().id);
     let target = format!("environment:{}", link.env_id());
