@@ -259,11 +259,6 @@ impl Store {
         update_agent(&mut conn, env_id, agent).await
     }
 
-    /// Updates the last-seen time of an environment's agent.
-    pub async fn touch_agent(&self, env_id: i64, last_seen: i64) -> Result<(), StoreError> {
-        self.touch_agents(&[(env_id, last_seen)]).await
-    }
-
     /// Updates the last-seen times (`(env_id, unix seconds)`) of many
     /// agents: one statement per 400 rows, in one transaction,
     /// so the heartbeat sweep's write costs a few round trips to the

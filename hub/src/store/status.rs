@@ -1,6 +1,6 @@
 //! Connectivity status that must survive a restart: the reason and count
 //! of an environment's agent disconnects and its last host metrics (the
-//! last-seen time is `environments.last_seen`, see [`Store::touch_agent`]).
+//! last-seen time is `environments.last_seen`, see [`Store::touch_agents`]).
 //!
 //! Rows go away with their environment (`ON DELETE CASCADE`).
 

@@ -200,14 +200,4 @@ impl Store {
         }
         Ok(self.get_token(id).await?.record)
     }
-
-    /// Notes a successful use of a token.
-    pub async fn mark_token_used(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agent_tokens SET last_used_at = ? WHERE id = ?")
-            .bind(now_secs())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
 }
