@@ -587,3 +587,30 @@ async fn the_hub_pings_quiet_agents_and_times_every_link() {
     }
     hub.stop().await;
 }
+
+/// A token revoked, or an environment deleted, by another process (the
+/// admin CLI writes the store directly; the API would drop the link itself)
+/// ends the link at the sweep's next store check: a third of the silence
+/// timeout (1 s here, 30 s by default).
+#[tokio::test]
+async fn a_token_revoked_in_the_store_by_another_process_ends_its_link() {
+    let hub = TestHub::start().await; // silence 3 s: store check every 1 s
+    let env = hub.create_edge_env("cli-revoked").await;
+    let (token_id, token) = hub.create_token(env, None).await;
+    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    hub.state.store.revoke_token(token_id).await.unwrap();
+    assert!(
+        hub.state.links.get(env).is_some(),
+        "not dropped by the API path"
+    );
+    // Panics if the hub does not close the link in time.
+    let close = agent.wait_closed(Duration::from_secs(10)).await;
+    let reason = close.map(|c| c.reason.to_string()).unwrap_or_default();
+    assert!(reason.contains("Token revoked"), "close reason: {reason:?}");
+    hub.wait_status(env, "offline", Duration::from_secs(5))
+        .await;
+    hub.stop().await;
+}

@@ -38,8 +38,13 @@ use crate::state::AppState;
 /// intervals, however busy it is.
 const RTT_EVERY: i64 = 4;
 
-/// How often last-seen times are written and tokens re-checked.
-const PERSIST_EVERY: Duration = Duration::from_secs(30);
+/// How often last-seen times are written and tokens re-checked: a third
+/// of the silence timeout, 1–30 s (30 s at the default 90 s). A token
+/// revoked or an environment deleted by another process (the admin CLI)
+/// thus ends its link within that.
+fn persist_period(silence_timeout: Duration) -> Duration {
+    (silence_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
 
 /// Starts the sweep; it stops with the hub's shutdown token.
 pub(crate) fn spawn(state: &AppState) {
@@ -67,7 +72,7 @@ async fn run(state: AppState) {
     let settings = state.settings.clone();
     let period = sweep_period(settings.ping_interval, settings.silence_timeout);
     let ping_ms = i64::try_from(settings.ping_interval.as_millis()).unwrap_or(i64::MAX);
-    let persist_ticks = every_ticks(PERSIST_EVERY, period);
+    let persist_ticks = every_ticks(persist_period(settings.silence_timeout), period);
     let silence_ms = i64::try_from(settings.silence_timeout.as_millis()).unwrap_or(i64::MAX);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -154,6 +159,15 @@ mod tests {
         assert_eq!(sweep_period(s(120), s(90)), s(5));
         assert_eq!(sweep_period(s(1), s(3)), ms(100));
         assert_eq!(sweep_period(s(2), ms(200)), ms(100));
+    }
+
+    #[test]
+    fn the_store_batch_runs_every_third_of_the_silence_timeout() {
+        let s = Duration::from_secs;
+        assert_eq!(persist_period(s(90)), s(30));
+        assert_eq!(persist_period(s(3600)), s(30));
+        assert_eq!(persist_period(s(3)), s(1));
+        assert_eq!(persist_period(s(1)), s(1));
     }
 
     #[test]
