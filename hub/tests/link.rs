@@ -614,3 +614,33 @@ async fn a_token_revoked_in_the_store_by_another_process_ends_its_link() {
         .await;
     hub.stop().await;
 }
+
+/// The sweep records every live agent's last-seen time in the store (in
+/// one batch, every third of the silence timeout: 1 s here), so it
+/// survives a hub restart.
+#[tokio::test]
+async fn the_sweep_records_last_seen_in_the_store() {
+    let hub = TestHub::start().await; // ping 1 s, silence 3 s
+    let env = hub.create_edge_env("seen").await;
+    let (_, token) = hub.create_token(env, None).await;
+    let _agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
+        .await
+        .unwrap();
+    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let first = hub.state.store.get_environment(env).await.unwrap();
+    let connected = first.agent.expect("agent recorded").connected_at;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = hub.state.store.get_environment(env).await.unwrap();
+        let seen = stored.agent.expect("agent").last_seen;
+        if seen > connected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "last_seen {seen} never moved past connected_at {connected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hub.stop().await;
+}
