@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::web::*;
-use common::{agent_id, AgentOptions, TestAgent, TestHub};
+use common::{agent_id, AgentOptions, OnlineAgent, TestAgent, TestHub};
 use serde_json::json;
 
 /* ---------------------------------------------------- dashboard and login */
@@ -78,7 +78,11 @@ async fn session_cookie_logs_in_for_the_api_and_the_event_stream() {
 
     // EventSource sends only the cookie.
     let mut sse = Sse::open(&hub, &[("cookie", &cookie)]).await;
-    let (env, _agent, _) = online_agent(&hub, "viacookie").await;
+    let OnlineAgent {
+        env, agent: _agent, ..
+    } = hub
+        .online_agent("viacookie", AgentOptions::new(&agent_id()))
+        .await;
     let ev = sse
         .wait_kind("agent.connected", Duration::from_secs(5))
         .await;

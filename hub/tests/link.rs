@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::Method;
-use common::{agent_id, AgentOptions, TestAgent, TestHub};
+use common::{agent_id, AgentOptions, OnlineAgent, TestAgent, TestHub};
 use mooring_hub::envs::{DockerCall, EnvError};
 use mooring_protocol::Headers;
 
@@ -141,13 +141,15 @@ async fn failed_auth_delays_escalate_per_ip_with_retry_after() {
 #[tokio::test]
 async fn another_agent_on_a_live_environment_is_refused_and_the_conflict_shown() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("shared").await;
-    let (_, token) = hub.create_token(env, None).await;
     let first_id = agent_id();
-    let first = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&first_id))
-        .await
-        .expect("first accepted");
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env,
+        token,
+        agent: first,
+        ..
+    } = hub
+        .online_agent("shared", AgentOptions::new(&first_id))
+        .await;
 
     let second_id = agent_id();
     let r = match TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&second_id)).await {
@@ -177,13 +179,13 @@ async fn another_agent_on_a_live_environment_is_refused_and_the_conflict_shown()
 #[tokio::test]
 async fn the_same_agent_reconnecting_replaces_its_link() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("nas").await;
-    let (_, token) = hub.create_token(env, None).await;
     let id = agent_id();
-    let old = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&id))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env,
+        token,
+        agent: old,
+        ..
+    } = hub.online_agent("nas", AgentOptions::new(&id)).await;
     let old_conn = hub.state.links.get(env).unwrap().conn_id();
 
     // A request pending on the old link (the test agent does not relay).
@@ -213,12 +215,14 @@ async fn the_same_agent_reconnecting_replaces_its_link() {
 #[tokio::test]
 async fn a_half_open_live_link_is_replaced_by_a_newcomer() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("reinstalled").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let old = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env,
+        token,
+        agent: old,
+        ..
+    } = hub
+        .online_agent("reinstalled", AgentOptions::new(&agent_id()))
+        .await;
     old.go_silent();
     let new_id = agent_id();
     let started = std::time::Instant::now();
@@ -238,12 +242,9 @@ async fn a_half_open_live_link_is_replaced_by_a_newcomer() {
 #[tokio::test]
 async fn a_killed_agent_goes_offline_and_its_pending_stream_fails_at_once() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("nas").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("nas", AgentOptions::new(&agent_id()))
+        .await;
     let client = hub.state.env_client(env).await.unwrap();
     let mut stream = client.stream(call("/events")).await.unwrap();
     agent.wait_requests(1, Duration::from_secs(5)).await;
@@ -279,12 +280,9 @@ async fn a_killed_agent_goes_offline_and_its_pending_stream_fails_at_once() {
 #[tokio::test]
 async fn a_silent_agent_is_dropped_after_the_silence_timeout() {
     let hub = TestHub::start().await; // ping 1 s, silence 3 s
-    let env = hub.create_edge_env("nas").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("nas", AgentOptions::new(&agent_id()))
+        .await;
     let client = hub.state.env_client(env).await.unwrap();
     let mut stream = client.stream(call("/events")).await.unwrap();
     agent.wait_requests(1, Duration::from_secs(5)).await;
@@ -310,12 +308,14 @@ async fn a_silent_agent_is_dropped_after_the_silence_timeout() {
 #[tokio::test]
 async fn revoking_a_token_disconnects_its_agent() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("nas").await;
-    let (token_id, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env,
+        token_id,
+        agent,
+        ..
+    } = hub
+        .online_agent("nas", AgentOptions::new(&agent_id()))
+        .await;
     let (status, body) = hub
         .admin(Method::DELETE, &format!("/api/tokens/{token_id}"), None)
         .await;
@@ -330,12 +330,9 @@ async fn revoking_a_token_disconnects_its_agent() {
 #[tokio::test]
 async fn deleting_an_environment_drops_its_link() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("gone").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("gone", AgentOptions::new(&agent_id()))
+        .await;
     let (status, _) = hub
         .admin(Method::DELETE, &format!("/api/environments/{env}"), None)
         .await;
@@ -352,12 +349,9 @@ async fn deleting_an_environment_drops_its_link() {
 #[tokio::test]
 async fn dropping_a_stream_sends_cancelled_to_the_agent() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("nas").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("nas", AgentOptions::new(&agent_id()))
+        .await;
     let client = hub.state.env_client(env).await.unwrap();
     let stream = client.stream(call("/events")).await.unwrap();
     let req = agent
@@ -377,12 +371,9 @@ async fn dropping_a_stream_sends_cancelled_to_the_agent() {
 #[tokio::test]
 async fn malformed_frames_are_ignored_and_the_link_lives_on() {
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("nas").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("nas", AgentOptions::new(&agent_id()))
+        .await;
     agent.send_text("this is not json").await;
     agent.send_text(r#"{"no":"type"}"#).await;
     agent.send_text(r#"{"type":"from_the_future","x":1}"#).await;
@@ -471,12 +462,11 @@ async fn a_full_pending_table_refuses_new_calls_with_busy() {
         ..common::fast_settings()
     };
     let hub = TestHub::start_with(settings, None).await;
-    let env = hub.create_edge_env("nas").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let _agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env, agent: _agent, ..
+    } = hub
+        .online_agent("nas", AgentOptions::new(&agent_id()))
+        .await;
     let client = hub.state.env_client(env).await.unwrap();
     let a = client.stream(call("/events")).await.unwrap();
     let _b = client.stream(call("/events")).await.unwrap();
@@ -503,16 +493,12 @@ async fn a_stalled_stream_consumer_fails_its_stream_but_not_the_link() {
         ..common::fast_settings()
     };
     let hub = TestHub::start_with(settings, None).await;
-    let env = hub.create_edge_env("nas").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(
-        &hub.ws_url(),
-        &token,
-        AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
-    )
-    .await
-    .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent(
+            "nas",
+            AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
+        )
+        .await;
     let client = hub.state.env_client(env).await.unwrap();
     let path = format!("/images/{}/get", rig.image.replace('/', "%2F"));
     let mut slow = client.stream(call(&path)).await.unwrap();
@@ -595,12 +581,14 @@ async fn the_hub_pings_quiet_agents_and_times_every_link() {
 #[tokio::test]
 async fn a_token_revoked_in_the_store_by_another_process_ends_its_link() {
     let hub = TestHub::start().await; // silence 3 s: store check every 1 s
-    let env = hub.create_edge_env("cli-revoked").await;
-    let (token_id, token) = hub.create_token(env, None).await;
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env,
+        token_id,
+        agent,
+        ..
+    } = hub
+        .online_agent("cli-revoked", AgentOptions::new(&agent_id()))
+        .await;
     hub.state.store.revoke_token(token_id).await.unwrap();
     assert!(
         hub.state.links.get(env).is_some(),
@@ -621,12 +609,11 @@ async fn a_token_revoked_in_the_store_by_another_process_ends_its_link() {
 #[tokio::test]
 async fn the_sweep_records_last_seen_in_the_store() {
     let hub = TestHub::start().await; // ping 1 s, silence 3 s
-    let env = hub.create_edge_env("seen").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let _agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&agent_id()))
-        .await
-        .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env, agent: _agent, ..
+    } = hub
+        .online_agent("seen", AgentOptions::new(&agent_id()))
+        .await;
     let first = hub.state.store.get_environment(env).await.unwrap();
     let connected = first.agent.expect("agent recorded").connected_at;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

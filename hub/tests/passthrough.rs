@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use axum::http::{Method, StatusCode};
-use common::{agent_id, AgentOptions, TestAgent, TestHub};
+use common::{agent_id, AgentOptions, OnlineAgent, TestHub};
 use mooring_hub::envs::DockerCall;
 use mooring_protocol::Headers;
 
@@ -16,16 +14,14 @@ async fn passthrough_runs_version_and_images_json_through_the_agent() {
         return;
     };
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("rig").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let _agent = TestAgent::connect(
-        &hub.ws_url(),
-        &token,
-        AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
-    )
-    .await
-    .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env, agent: _agent, ..
+    } = hub
+        .online_agent(
+            "rig",
+            AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
+        )
+        .await;
 
     let (status, version) = hub
         .admin(
@@ -85,16 +81,14 @@ async fn streamed_passthrough_and_env_client_stream_work_through_the_agent() {
         return;
     };
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("rig").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let _agent = TestAgent::connect(
-        &hub.ws_url(),
-        &token,
-        AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
-    )
-    .await
-    .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env, agent: _agent, ..
+    } = hub
+        .online_agent(
+            "rig",
+            AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
+        )
+        .await;
     // `docker save` of the rig image: a binary stream, many 4 KiB frames.
     let path = format!("/images/{}/get", rig.image.replace('/', "%2F"));
     let client = hub.state.env_client(env).await.unwrap();

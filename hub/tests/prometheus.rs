@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use common::web::*;
-use common::{agent_id, AgentOptions, TestAgent, TestHub};
+use common::{agent_id, AgentOptions, OnlineAgent, TestAgent, TestHub};
 use http_body_util::{BodyExt, Full};
 
 /* ------------------------------------------------------------- Prometheus */
@@ -112,7 +112,9 @@ async fn metrics_endpoint_needs_metrics_read_and_parses() {
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     let (_, reader) = key_with(&hub, &["metrics:read"], None).await;
 
-    let (env, agent, _) = online_agent(&hub, "scraped").await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("scraped", AgentOptions::new(&agent_id()))
+        .await;
     // A failed agent token and a failed API key are counted.
     assert!(TestAgent::connect(
         &hub.ws_url(),
@@ -167,16 +169,14 @@ async fn relay_counters_move_with_real_traffic() {
         return;
     };
     let hub = TestHub::start().await;
-    let env = hub.create_edge_env("rig").await;
-    let (_, token) = hub.create_token(env, None).await;
-    let _agent = TestAgent::connect(
-        &hub.ws_url(),
-        &token,
-        AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
-    )
-    .await
-    .unwrap();
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
+    let OnlineAgent {
+        env, agent: _agent, ..
+    } = hub
+        .online_agent(
+            "rig",
+            AgentOptions::new(&agent_id()).relaying_to(rig.docker_sock.clone()),
+        )
+        .await;
     let key = hub.admin_key.clone();
     let before = scrape(&hub, &key).await;
     let get = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);

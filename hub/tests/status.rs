@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::web::*;
-use common::{agent_id, AgentOptions, TestAgent, TestHub};
+use common::{agent_id, AgentOptions, OnlineAgent, TestAgent, TestHub};
 
 /* ------------------------------------------------------------------ tests */
 
 #[tokio::test]
 async fn metrics_frames_fill_the_history_and_last_metrics() {
     let hub = TestHub::start().await;
-    let (env, agent, _) = online_agent(&hub, "nas").await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("nas", AgentOptions::new(&agent_id()))
+        .await;
     let t0 = now() - 60;
     for (i, cpu) in [12.5, 50.0, 7.25].iter().enumerate() {
         agent
@@ -172,7 +174,9 @@ async fn events_stream_connects_container_events_and_a_killed_agent() {
 #[tokio::test]
 async fn a_half_open_agent_goes_offline_with_reason_timeout() {
     let hub = TestHub::start().await;
-    let (env, agent, _) = online_agent(&hub, "halfopen").await;
+    let OnlineAgent { env, agent, .. } = hub
+        .online_agent("halfopen", AgentOptions::new(&agent_id()))
+        .await;
     let auth = bearer(&hub.admin_key);
     let mut sse = Sse::open(&hub, &[("authorization", &auth)]).await;
     agent.go_silent();
@@ -223,8 +227,20 @@ async fn a_refused_second_agent_is_a_conflict_event_and_status() {
 #[tokio::test]
 async fn events_are_filtered_by_the_keys_environments() {
     let hub = TestHub::start().await;
-    let (seen_env, seen_agent, _) = online_agent(&hub, "mine").await;
-    let (hidden_env, hidden_agent, _) = online_agent(&hub, "theirs").await;
+    let OnlineAgent {
+        env: seen_env,
+        agent: seen_agent,
+        ..
+    } = hub
+        .online_agent("mine", AgentOptions::new(&agent_id()))
+        .await;
+    let OnlineAgent {
+        env: hidden_env,
+        agent: hidden_agent,
+        ..
+    } = hub
+        .online_agent("theirs", AgentOptions::new(&agent_id()))
+        .await;
     let (_, key) = key_with(&hub, &["environments:read"], Some(vec![seen_env])).await;
     let auth = bearer(&key);
     let mut sse = Sse::open(&hub, &[("authorization", &auth)]).await;
@@ -257,7 +273,8 @@ async fn events_are_filtered_by_the_keys_environments() {
 #[tokio::test]
 async fn status_survives_a_hub_restart() {
     let hub = TestHub::start().await;
-    let (env, agent, id) = online_agent(&hub, "persist").await;
+    let id = agent_id();
+    let OnlineAgent { env, agent, .. } = hub.online_agent("persist", AgentOptions::new(&id)).await;
     agent.send_text(&metrics_frame(now(), 42.0)).await;
     eventually(Duration::from_secs(5), "lastMetrics", || async {
         hub.env_json(env).await["lastMetrics"]["cpuUsage"]

@@ -233,6 +233,27 @@ impl TestHub {
         }
     }
 
+    /// The usual setup of a test that needs a live link: a new edge
+    /// environment named `name`, a token for it without expiry, a test agent
+    /// connected with that token and `opts` (e.g. `.relaying_to(sock)`), and
+    /// the environment reading `online` within 5 s. Panics, naming the hub's
+    /// refusal, if the agent is not accepted.
+    pub async fn online_agent(&self, name: &str, opts: AgentOptions) -> OnlineAgent {
+        let env = self.create_edge_env(name).await;
+        let (token_id, token) = self.create_token(env, None).await;
+        let agent = TestAgent::connect(&self.ws_url(), &token, opts)
+            .await
+            .unwrap_or_else(|r| panic!("agent of environment {name:?} refused: {r:?}"));
+        self.wait_status(env, "online", Duration::from_secs(5))
+            .await;
+        OnlineAgent {
+            env,
+            token_id,
+            token,
+            agent,
+        }
+    }
+
     /// Stops the hub gracefully and starts a new one on the same data dir
     /// (same store, same admin key, a new port).
     pub async fn restart(mut self) -> TestHub {
@@ -279,6 +300,21 @@ impl Drop for TestHub {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// An edge environment with a live test agent, from [`TestHub::online_agent`].
+///
+/// Destructure it with a named binding for `agent` (e.g. `agent: _agent`):
+/// dropping the agent drops its link.
+pub struct OnlineAgent {
+    /// Id of the edge environment.
+    pub env: i64,
+    /// Id of the agent token.
+    pub token_id: i64,
+    /// The agent token itself (for a second connection with it).
+    pub token: String,
+    /// The connected agent.
+    pub agent: TestAgent,
 }
 
 /// How the hub refused an agent.

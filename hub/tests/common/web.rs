@@ -11,7 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use mooring_protocol::{ContainerEvent, ContainerEventFrame, Frame, HostMetrics, MetricsFrame};
 use serde_json::{json, Value};
 
-use super::{agent_id, AgentOptions, TestAgent, TestHub};
+use super::TestHub;
 
 /* ------------------------------------------------------------ HTTP helpers */
 
@@ -223,17 +223,6 @@ pub fn container_frame(action: &str) -> String {
 
 pub fn now() -> i64 {
     mooring_hub::store::now_secs()
-}
-
-pub async fn online_agent(hub: &TestHub, name: &str) -> (i64, TestAgent, String) {
-    let env = hub.create_edge_env(name).await;
-    let (_, token) = hub.create_token(env, None).await;
-    let id = agent_id();
-    let agent = TestAgent::connect(&hub.ws_url(), &token, AgentOptions::new(&id))
-        .await
-        .expect("accepted");
-    hub.wait_status(env, "online", Duration::from_secs(5)).await;
-    (env, agent, id)
 }
 
 pub async fn key_with(hub: &TestHub, perms: &[&str], envs: Option<Vec<i64>>) -> (i64, String) {
