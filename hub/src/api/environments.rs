@@ -122,7 +122,6 @@ pub async fn view(state: &AppState, env: Environment) -> EnvironmentView {
     let mut status = "offline";
     let mut agent = env.agent.clone();
     let mut conflict: Option<Conflict> = None;
-    let stored = state.store.env_status(env.id).await.unwrap_or_default();
     let mut last_seen = env
         .agent
         .as_ref()
@@ -165,6 +164,15 @@ pub async fn view(state: &AppState, env: Environment) -> EnvironmentView {
                     rtt_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
                 }
             }
+        }
+    }
+    // Read after the link check: a link is unregistered only once its end
+    // is recorded, so "offline" here always comes with that record (count,
+    // reason, last-seen), never with the state from before it.
+    let stored = state.store.env_status(env.id).await.unwrap_or_default();
+    if !online {
+        if let Some(seen) = stored.last_seen.filter(|s| *s > 0) {
+            last_seen = Some(rfc3339(seen));
         }
     }
     let last_metrics = state.monitor.last(env.id).or_else(|| {

@@ -22,6 +22,9 @@ pub struct EnvStatusRecord {
     pub disconnected_at: Option<i64>,
     /// The last metrics sample, as JSON text.
     pub last_metrics: Option<String>,
+    /// The agent's last-seen time stored with the environment, unix
+    /// seconds (read in the same query, so it matches the rest).
+    pub last_seen: Option<i64>,
 }
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EnvStatusRecord, StoreError> {
@@ -30,20 +33,22 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EnvStatusRecord, StoreError
         disconnect_count: row.try_get("disconnect_count")?,
         disconnected_at: row.try_get("disconnected_at")?,
         last_metrics: row.try_get("last_metrics")?,
+        last_seen: row.try_get("last_seen")?,
     })
 }
 
-const COLUMNS: &str = "env_id, disconnect_reason, disconnect_count, disconnected_at, last_metrics";
+const COLUMNS: &str = "s.env_id AS env_id, s.disconnect_reason AS disconnect_reason, \
+    s.disconnect_count AS disconnect_count, s.disconnected_at AS disconnected_at, \
+    s.last_metrics AS last_metrics, e.last_seen AS last_seen \
+    FROM env_status s JOIN environments e ON e.id = s.env_id";
 
 impl Store {
     /// The stored status of an environment (default when none yet).
     pub async fn env_status(&self, env_id: i64) -> Result<EnvStatusRecord, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM env_status WHERE env_id = ?"
-        ))
-        .bind(env_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} WHERE s.env_id = ?"))
+            .bind(env_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref()
             .map(from_row)
             .transpose()
@@ -52,7 +57,7 @@ impl Store {
 
     /// The stored status of every environment that has one.
     pub async fn env_statuses(&self) -> Result<HashMap<i64, EnvStatusRecord>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM env_status"))
+        let rows = sqlx::query(&format!("SELECT {COLUMNS}"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
