@@ -94,6 +94,17 @@ impl TestHub {
             .await
             .expect("admin key")
             .expect("first start creates the admin key");
+        TestHub::serve(store, settings, admin.key, data_dir, dir).await
+    }
+
+    /// Serves `store` on 127.0.0.1:0 (shared by the first start and a restart).
+    async fn serve(
+        store: mooring_hub::store::Store,
+        settings: Settings,
+        admin_key: String,
+        data_dir: PathBuf,
+        dir: TempDir,
+    ) -> TestHub {
         let shutdown = CancellationToken::new();
         let state = AppState::new(store, settings, shutdown.clone())
             .await
@@ -106,7 +117,7 @@ impl TestHub {
         TestHub {
             addr,
             state,
-            admin_key: admin.key,
+            admin_key,
             data_dir,
             shutdown,
             server: Some(server),
@@ -267,25 +278,9 @@ impl TestHub {
             mooring_hub::setup::open_store(&self.data_dir, "/nonexistent/docker.sock", None)
                 .await
                 .expect("reopen store");
-        let shutdown = CancellationToken::new();
-        let state = AppState::new(store, settings, shutdown.clone())
-            .await
-            .expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let server = tokio::spawn(mooring_hub::run(listener, state.clone(), shutdown.clone()));
         let dir = std::mem::replace(&mut self._dir, TempDir(PathBuf::new()));
-        TestHub {
-            addr,
-            state,
-            admin_key: self.admin_key.clone(),
-            data_dir: self.data_dir.clone(),
-            shutdown,
-            server: Some(server),
-            _dir: dir,
-        }
+        let (admin_key, data_dir) = (self.admin_key.clone(), self.data_dir.clone());
+        TestHub::serve(store, settings, admin_key, data_dir, dir).await
     }
 
     pub async fn stop(mut self) {
